@@ -1,0 +1,88 @@
+"""The one place that reads the environment: every path, URI and switch of the platform."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _csv(name: str, default: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in _env(name, default).split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Platform settings; build with ``Settings.from_env()`` (or ``load()``)."""
+
+    home: Path
+    lake_root: str
+    landing_root: Path
+    reports_root: Path
+    mail_root: Path
+    airflow_home: Path
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: str
+    spark_master: str
+    spark_python: str
+    spark_local_ip: str
+    spark_ivy_dir: Path
+    spark_driver_memory: str
+    spark_shuffle_partitions: int
+    delta_package: str
+    training_backend: str
+    smtp_host: str
+    smtp_port: int
+    smtp_sender: str
+    alert_recipients: tuple[str, ...]
+    models_dir: Path
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read ``MLP_*`` variables, falling back to a self-contained local layout under ``.platform/``."""
+        home = Path(_env("MLP_HOME", str(REPO_ROOT / ".platform"))).resolve()
+        backend = _env("MLP_TRAINING_BACKEND", "local")
+        if backend not in {"local", "kubernetes"}:
+            raise ValueError(f"MLP_TRAINING_BACKEND must be 'local' or 'kubernetes', got {backend!r}")
+        return cls(
+            home=home,
+            lake_root=_env("MLP_LAKE_ROOT", str(home / "lake")),
+            landing_root=Path(_env("MLP_LANDING_ROOT", str(home / "landing"))),
+            reports_root=Path(_env("MLP_REPORTS_ROOT", str(home / "reports"))),
+            mail_root=Path(_env("MLP_MAIL_ROOT", str(home / "mail"))),
+            airflow_home=Path(_env("AIRFLOW_HOME", str(home / "airflow"))),
+            mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"),
+            mlflow_artifact_root=_env("MLP_MLFLOW_ARTIFACT_ROOT", str(home / "mlflow" / "artifacts")),
+            spark_master=_env("MLP_SPARK_MASTER", "local[*]"),
+            spark_python=_env("PYSPARK_PYTHON", sys.executable),
+            # Local mode and loopback clusters bind here; a real cluster sets the driver's routable address.
+            spark_local_ip=_env("SPARK_LOCAL_IP", "127.0.0.1"),
+            # Outside the checkout so a fresh clone on the same machine reuses the downloaded Delta jars.
+            spark_ivy_dir=Path(_env("MLP_SPARK_IVY_DIR", str(Path.home() / ".cache" / "mlplatform" / "ivy"))),
+            spark_driver_memory=_env("MLP_SPARK_DRIVER_MEMORY", "4g"),
+            spark_shuffle_partitions=int(_env("MLP_SPARK_SHUFFLE_PARTITIONS", "8")),
+            delta_package=_env("MLP_DELTA_PACKAGE", ""),  # empty: derived from the installed delta-spark
+            training_backend=backend,
+            smtp_host=_env("MLP_SMTP_HOST", "127.0.0.1"),
+            smtp_port=int(_env("MLP_SMTP_PORT", "8025")),
+            smtp_sender=_env("MLP_SMTP_SENDER", "ml-platform@localhost"),
+            alert_recipients=_csv("MLP_ALERT_RECIPIENTS", "ml-team@localhost"),
+            models_dir=Path(_env("MLP_MODELS_DIR", str(REPO_ROOT / "include" / "models"))),
+        )
+
+    def table_path(self, layer: str, name: str) -> str:
+        """Location of a Delta table, e.g. ``table_path("bronze", "transactions")``."""
+        return f"{self.lake_root.rstrip('/')}/{layer}/{name}"
+
+
+def load() -> Settings:
+    """Settings for this process (read fresh each call so tests can change the environment)."""
+    return Settings.from_env()

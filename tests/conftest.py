@@ -1,0 +1,62 @@
+"""Shared fixtures: an isolated platform home per test session and one local Spark session with Delta."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Isolate everything a test run writes (lake, landing, Airflow home, MLflow) from the developer's .platform.
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="mlp-test-"))
+os.environ["MLP_HOME"] = str(_SESSION_HOME)
+for _name in ("MLP_LAKE_ROOT", "MLP_LANDING_ROOT", "MLP_REPORTS_ROOT", "MLP_MAIL_ROOT", "MLFLOW_TRACKING_URI"):
+    os.environ.pop(_name, None)
+os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME / "airflow")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", '{"conn_type": "spark", "host": "local[2]"}')
+
+
+@pytest.fixture(scope="session")
+def platform_home() -> Path:
+    """The session's isolated MLP_HOME."""
+    return _SESSION_HOME
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """One local Spark session with Delta for the whole test run (UI off, few shuffle partitions)."""
+    from jobs.spark import get_spark
+
+    session = get_spark(
+        "tests",
+        master="local[2]",
+        overrides={
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.driver.memory": "2g",
+            # Tests vacuum freshly written tables; production keeps the safe retention check on.
+            "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+        },
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Settings whose lake and landing zone live in this test's own temp folder."""
+    from jobs.settings import load
+
+    monkeypatch.setenv("MLP_LAKE_ROOT", str(tmp_path / "lake"))
+    monkeypatch.setenv("MLP_LANDING_ROOT", str(tmp_path / "landing"))
+    monkeypatch.setenv("MLP_REPORTS_ROOT", str(tmp_path / "reports"))
+    monkeypatch.setenv("MLP_MAIL_ROOT", str(tmp_path / "mail"))
+    return load()
