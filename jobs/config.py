@@ -1,0 +1,96 @@
+"""Model configuration: one YAML file per model under include/models/, validated on load with clear errors."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from jobs.settings import load
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """Where the model's events come from."""
+
+    table: str = "transactions"
+    first_date: date
+
+
+class FeatureConfig(_Strict):
+    """Point-in-time customer features: window lengths and trend ratios."""
+
+    windows_days: tuple[int, ...] = Field(min_length=1)
+    trend_pairs: tuple[tuple[int, int], ...] = ()
+
+    @field_validator("windows_days")
+    @classmethod
+    def _windows(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(w <= 0 for w in value) or len(set(value)) != len(value):
+            raise ValueError("windows_days must be distinct positive day counts")
+        return tuple(sorted(value))
+
+    @model_validator(mode="after")
+    def _pairs(self) -> FeatureConfig:
+        for short, long in self.trend_pairs:
+            if short not in self.windows_days or long not in self.windows_days or short >= long:
+                raise ValueError(f"trend pair {[short, long]} must name two windows_days, short < long")
+        return self
+
+    @property
+    def max_window(self) -> int:
+        """The longest window, i.e. how much history a nightly increment needs to look back."""
+        return max(self.windows_days)
+
+
+class LabelConfig(_Strict):
+    """Label definition."""
+
+    horizon_days: int = Field(gt=0, le=730)
+
+
+class ModelConfig(_Strict):
+    """Everything that defines one model; new sections arrive with the stages that use them."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")
+    description: str = ""
+    source: SourceConfig
+    features: FeatureConfig
+    label: LabelConfig
+
+
+class ConfigError(ValueError):
+    """A model config file that cannot be used, with the file and the offending fields named."""
+
+
+def load_model_config(name_or_path: str | Path) -> ModelConfig:
+    """Load ``include/models/<name>.yaml`` (or a path) and validate it."""
+    path = Path(name_or_path)
+    if path.suffix not in {".yaml", ".yml"}:
+        path = load().models_dir / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise ConfigError(f"model config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        config = ModelConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from exc
+    if config.name != path.stem:
+        raise ConfigError(f"{path}: name {config.name!r} must equal the file name {path.stem!r}")
+    return config
+
+
+def model_names() -> list[str]:
+    """Every model with a config file."""
+    return sorted(p.stem for p in load().models_dir.glob("*.yaml"))
