@@ -8,6 +8,14 @@ from jobs.settings import REPO_ROOT, load
 from jobs.spark import spark_conf, submit_env
 
 SPARK_ENTRY = REPO_ROOT / "include" / "spark_entry.py"
+ASSET_SCHEME = "x-mlplatform"
+
+
+def features_asset(model: str) -> Any:
+    """The Airflow Asset a model's gold features publish (training is scheduled on it)."""
+    from airflow.sdk import Asset
+
+    return Asset(name=f"{model}.customer_features", uri=f"{ASSET_SCHEME}://gold/customer_features/{model}")
 
 
 def spark_job(task_id: str, module: str, args: list[str], **kwargs: Any) -> Any:

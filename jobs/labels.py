@@ -1,0 +1,127 @@
+"""Labels: gold ``labels`` keyed (customer_id, as_of_date): did the customer buy within the horizon after as_of_date.
+
+A label for as_of_date d needs the data through d + horizon, so a run that has data through ``data_end`` writes
+labels only for as-of dates up to ``data_end - horizon``. The keys are the customers that have features on d
+(gold customer_features), so every label has a feature row to join.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from jobs.clean import SILVER_TABLE
+from jobs.config import ModelConfig, load_model_config
+from jobs.settings import Settings, load
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+LABELS_TABLE = ("gold", "labels")
+FEATURES_TABLE = ("gold", "customer_features")
+
+
+def label_window(start: date, end: date, horizon_days: int, first_date: date) -> tuple[date, date] | None:
+    """As-of dates whose horizon has fully passed when data covers [start, end]; None when there are none."""
+    last = end - timedelta(days=horizon_days)
+    first = max(start - timedelta(days=horizon_days), first_date)
+    return (first, last) if first <= last else None
+
+
+def compute_labels(keys: DataFrame, purchases: DataFrame, horizon_days: int, run_id: str) -> DataFrame:
+    """label = 1 if the customer has a purchase on a day in (as_of_date, as_of_date + horizon], else 0.
+
+    One range window over the union of keys and purchase days: no per-date scans, no non-equi join.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    day = F.unix_date("day").cast("long")
+    rows = keys.select(
+        "customer_id", F.col("as_of_date").alias("day"), F.lit(1).alias("is_key"), F.lit(0).alias("bought")
+    )
+    buys = purchases.select("customer_id", F.col("order_date").alias("day")).distinct()
+    union = rows.unionByName(buys.select("customer_id", "day", F.lit(0).alias("is_key"), F.lit(1).alias("bought")))
+    ahead = Window.partitionBy("customer_id").orderBy(day).rangeBetween(1, horizon_days)
+    return (
+        union.withColumn("_future", F.sum("bought").over(ahead))
+        .where("is_key = 1")
+        .select(
+            "customer_id",
+            F.col("day").alias("as_of_date"),
+            (F.coalesce("_future", F.lit(0)) > 0).cast("int").alias("label"),
+            F.lit(horizon_days).alias("horizon_days"),
+            F.lit(run_id).alias("label_run_id"),
+        )
+    )
+
+
+def build_labels(
+    spark: SparkSession, settings: Settings, config: ModelConfig, start: date, end: date, run_id: str
+) -> dict[str, object]:
+    """Write the labels that the data through ``end`` makes final, replacing their as-of dates."""
+    from pyspark.sql import functions as F
+
+    horizon = config.label.horizon_days
+    window = label_window(start, end, horizon, config.source.first_date)
+    if window is None:
+        log.info("no as-of date in %s..%s has a matured %d-day horizon yet", start, end, horizon)
+        return {"rows": 0, "as_of_start": None, "as_of_end": None}
+    first, last = window
+    keys = (
+        spark.read.format("delta")
+        .load(settings.table_path(*FEATURES_TABLE))
+        .where((F.col("as_of_date") >= F.lit(first)) & (F.col("as_of_date") <= F.lit(last)))
+        .select("customer_id", "as_of_date")
+    )
+    purchases = (
+        spark.read.format("delta")
+        .load(settings.table_path(*SILVER_TABLE))
+        .where((F.col("order_date") > F.lit(first)) & (F.col("order_date") <= F.lit(last + timedelta(days=horizon))))
+    )
+    labels = compute_labels(keys, purchases, horizon, run_id)
+    path = settings.table_path(*LABELS_TABLE)
+    (
+        labels.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", f"as_of_date >= '{first}' AND as_of_date <= '{last}'")
+        .partitionBy("as_of_date")
+        .save(path)
+    )
+    from delta.tables import DeltaTable
+
+    metrics = DeltaTable.forPath(spark, path).history(1).first()["operationMetrics"] or {}
+    rows = int(metrics.get("numOutputRows", 0))
+    log.info("labels for as-of %s..%s (horizon %d days): %d rows", first, last, horizon, rows)
+    return {"rows": rows, "as_of_start": first.isoformat(), "as_of_end": last.isoformat()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``--model NAME --start D [--end D] --run-id ID`` writes the labels matured by data through end."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.labels", description="gold labels")
+    parser.add_argument("--model", default="purchase_propensity")
+    parser.add_argument("--start", type=date.fromisoformat, required=True)
+    parser.add_argument("--end", type=date.fromisoformat, default=None)
+    parser.add_argument("--run-id", default="manual")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from jobs.spark import get_spark
+
+    settings = load()
+    config = load_model_config(args.model)
+    spark = get_spark("labels", settings=settings)
+    try:
+        summary = build_labels(spark, settings, config, args.start, args.end or args.start, args.run_id)
+    finally:
+        spark.stop()
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
