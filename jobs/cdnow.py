@@ -90,8 +90,7 @@ def replay(landing_root: Path, start: date, end: date, frame: pd.DataFrame | Non
             empty += 1
         else:
             lines += [
-                f"{t},{c},{d.isoformat()},{q},{a:.2f}"
-                for t, c, d, q, a in rows.itertuples(index=False, name=None)
+                f"{t},{c},{d.isoformat()},{q},{a:.2f}" for t, c, d, q, a in rows.itertuples(index=False, name=None)
             ]
         folder = landing.day_dir(landing_root, day)
         rows_written += landing.write_atomic(folder / "part-00000.csv", lines) - 1

@@ -54,14 +54,11 @@ def read_landing(spark: SparkSession, folders: list[Path]) -> DataFrame:
     is_header = F.col("line").startswith(landing.COLUMNS[0])
     headers = lines.filter(is_header).select("source_file", F.col("line").alias("header"))
     data = lines.filter(~is_header & (F.length(F.trim("line")) > 0))
-    return (
-        data.join(F.broadcast(headers), "source_file", "left")
-        .select(
-            F.to_date(F.regexp_extract("source_file", r"date=(\d{4}-\d{2}-\d{2})", 1)).alias("landing_date"),
-            "source_file",
-            F.coalesce("header", F.lit("")).alias("header"),
-            F.col("line").alias("raw_line"),
-        )
+    return data.join(F.broadcast(headers), "source_file", "left").select(
+        F.to_date(F.regexp_extract("source_file", r"date=(\d{4}-\d{2}-\d{2})", 1)).alias("landing_date"),
+        "source_file",
+        F.coalesce("header", F.lit("")).alias("header"),
+        F.col("line").alias("raw_line"),
     )
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Isolate everything a test run writes (lake, landing, Airflow home, MLflow) from the developer's .platform.
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="mlp-test-"))
+atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 os.environ["MLP_HOME"] = str(_SESSION_HOME)
 for _name in ("MLP_LAKE_ROOT", "MLP_LANDING_ROOT", "MLP_REPORTS_ROOT", "MLP_MAIL_ROOT", "MLFLOW_TRACKING_URI"):
     os.environ.pop(_name, None)
@@ -20,6 +24,8 @@ os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME / "airflow")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# As in the Makefile: the venv's tools (spark-submit, airflow) first on the PATH, for tasks that launch them.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", '{"conn_type": "spark", "host": "local[2]"}')
 
 

@@ -23,7 +23,10 @@ def test_bronze_holds_every_landed_line_and_reruns_do_not_duplicate(spark, setti
     bronze = _bronze(spark, settings)
     assert bronze.count() == landed
     assert bronze.select("raw_line", "source_file").distinct().count() == landed
-    runs = {r.landing_date.isoformat(): r.ingest_run_id for r in bronze.select("landing_date", "ingest_run_id").distinct().collect()}
+    runs = {
+        r.landing_date.isoformat(): r.ingest_run_id
+        for r in bronze.select("landing_date", "ingest_run_id").distinct().collect()
+    }
     assert runs["1997-01-03"] == "r2" and runs["1997-01-02"] == "r1"
     row = bronze.filter("raw_line LIKE 'cdnow-000001,%'").first()
     assert row.header == landing.HEADER and row.landing_date == date(1997, 1, 1)
