@@ -1,10 +1,15 @@
 """
 ### Feature pipeline (nightly)
 
-Lands the night's transaction files into the **bronze** Delta table (raw lines with lineage). Each run covers its
-data interval (`ds`); re-running a date replaces that date only.
+`ingest` lands the night's files into **bronze**, `clean` types and deduplicates them into **silver** (bad lines
+go to quarantine with a reason, counts reconcile in `ops/reconciliation`), `features` computes point-in-time
+customer features into **gold** (incrementally from the previous night when it can), and `labels` writes the
+labels whose horizon has just matured. The features task publishes the model's features Asset.
 
-Manual backfill: trigger with `start_date` and `end_date` to ingest a whole range in one Spark job.
+Each run covers its data interval (the day that ended when it started); every write replaces exactly its
+dates, so a re-run is safe.
+
+**Manual backfill**: trigger with `start_date` and `end_date` to rebuild a whole range in one Spark job per stage.
 """
 
 from __future__ import annotations
@@ -15,16 +20,20 @@ from pathlib import Path
 from airflow.sdk import DAG, Param
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from jobs.tasks import spark_job
+from jobs.tasks import features_asset, spark_job
 
-START = "{{ params.start_date or ds }}"
-END = "{{ params.end_date or params.start_date or ds }}"
+MODEL = "purchase_propensity"
+# The day a run processes is its data interval's start: for a scheduled run that is ds, and a manual trigger
+# without dates processes the last complete day before it.
+START = "{{ params.start_date or (data_interval_start | ds) }}"
+END = "{{ params.end_date or params.start_date or (data_interval_start | ds) }}"
+WINDOW = ["--start", START, "--end", END, "--run-id", "{{ run_id }}"]
 
 with DAG(
     dag_id=Path(__file__).stem,
-    description="landing -> bronze, nightly or over a backfill range",
+    description="landing -> bronze -> silver -> gold features and labels, nightly or over a backfill range",
     doc_md=__doc__,
-    # Data intervals: the run for day d starts after d ends, and ds = d is the day it processes.
+    # Data intervals: the run for day d starts once d is over, and ds = d is the day it processes.
     schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=datetime(1997, 1, 1),
     catchup=False,
@@ -36,4 +45,8 @@ with DAG(
         "end_date": Param(None, type=["null", "string"], format="date", description="backfill to (inclusive)"),
     },
 ) as dag:
-    ingest = spark_job("ingest", "jobs.ingest", ["--start", START, "--end", END, "--run-id", "{{ run_id }}"])
+    ingest = spark_job("ingest", "jobs.ingest", WINDOW)
+    clean = spark_job("clean", "jobs.clean", WINDOW)
+    features = spark_job("features", "jobs.features", ["--model", MODEL, *WINDOW], outlets=[features_asset(MODEL)])
+    labels = spark_job("labels", "jobs.labels", ["--model", MODEL, *WINDOW])
+    ingest >> clean >> features >> labels

@@ -1,0 +1,20 @@
+"""Integration fixtures: a migrated Airflow metadata database (SQLite) in the session's isolated AIRFLOW_HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def airflow_db(platform_home: Path) -> Path:
+    """Run ``airflow db migrate`` once for the test session."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, text=True, timeout=600)
+    return home
