@@ -16,12 +16,13 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help setup demo test test-fast lint lock clean distclean
+.PHONY: help setup demo test test-fast lint bench lock clean distclean
 
 help:
 	@echo "make demo   - set up, then run the platform's main job on the real CDNOW data"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make lint   - ruff (with Airflow's AIR rules)"
+	@echo "make bench  - generator at 10M rows (time, peak memory) and the features job on CDNOW"
 	@echo "make lock   - re-resolve requirements.lock from requirements*.txt"
 	@echo "make clean  - remove the local lake, Airflow home and MLflow store (.platform/)"
 
@@ -49,6 +50,10 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow"
+
+bench: setup
+	$(PY) -m bench.generator --rows 10000000
+	$(PY) -m bench.features
 
 lint: setup
 	$(VENV)/bin/ruff check dags plugins jobs include tests bench
