@@ -37,7 +37,7 @@ def _silver(spark: Any, path: str) -> int:
         "landing_date date, source_file string, ingest_run_id string"
     )
     silver = spark.createDataFrame(frame, schema).withColumn("quantity", F.col("quantity").cast("int"))
-    silver.repartition(4).write.format("delta").mode("overwrite").partitionBy("landing_date").save(path)
+    silver.repartition("landing_date").write.format("delta").mode("overwrite").partitionBy("landing_date").save(path)
     return len(frame)
 
 
@@ -72,7 +72,7 @@ def run(model: str, keep: bool) -> dict[str, Any]:
 
     settings = load()
     config = load_model_config(model)
-    spark = get_spark("bench-features", settings=settings)
+    spark = get_spark("bench-features", settings=settings, overrides=features.spark_overrides(settings))
     result: dict[str, Any] = {"cores": os.cpu_count(), "shuffle_partitions": settings.spark_shuffle_partitions}
     try:
         started = time.perf_counter()

@@ -128,9 +128,7 @@ def test_hand_computed_features(spark) -> None:
         std_basket_amount=statistics.pstdev([10, 20.5, 5.25]),
         avg_basket_quantity=4 / 3,
         trend_3_7=(1 / 3) / (3 / 7),
-        _first_purchase_date=D("2024-01-01"),
-        _last_purchase_date=D("2024-01-03"),
-        _prev_purchase_date=D("2024-01-01"),
+        _amount_sq_cents_all=1000**2 + 2050**2 + 525**2,
     )
     # 01-08: 01-01 has just left the 7-day window (01-02..01-08).
     check(
