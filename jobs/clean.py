@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from jobs import landing
 from jobs.ingest import BRONZE_TABLE
 from jobs.settings import Settings, load
+from jobs.spark import replace_window
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -247,17 +248,7 @@ def _totals(per_day: list[dict]) -> CleanResult:
 
 def _write_window(frame: DataFrame, path: str, start: date, end: date) -> int:
     """Atomically replace the landing-date window of a Delta table (creating it on first write); rows written."""
-    from delta.tables import DeltaTable
-
-    (
-        frame.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", _window(start, end))
-        .partitionBy("landing_date")
-        .save(path)
-    )
-    metrics = DeltaTable.forPath(frame.sparkSession, path).history(1).first()["operationMetrics"] or {}
-    return int(metrics.get("numOutputRows", 0))
+    return replace_window(frame, path, _window(start, end), "landing_date")
 
 
 def main(argv: list[str] | None = None) -> int:

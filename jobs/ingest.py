@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from jobs import landing
 from jobs.settings import Settings, load
+from jobs.spark import replace_window
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -74,17 +75,8 @@ def ingest(spark: SparkSession, settings: Settings, start: date, end: date, run_
     folders = day_folders(settings.landing_root, start, end)
     bronze = to_bronze(read_landing(spark, folders), run_id)
     path = settings.table_path(*BRONZE_TABLE)
-    (
-        bronze.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", f"landing_date >= '{start}' AND landing_date <= '{end}'")
-        .partitionBy("landing_date")
-        .save(path)
-    )
-    from delta.tables import DeltaTable
-
-    metrics = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()[0] or {}
-    written = int(metrics.get("numOutputRows", 0))
+    window = f"landing_date >= '{start}' AND landing_date <= '{end}'"
+    written = replace_window(bronze, path, window, "landing_date")
     log.info("bronze %s..%s: %d rows from %d day folders into %s", start, end, written, len(folders), path)
     return written
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from jobs.clean import SILVER_TABLE
 from jobs.config import ModelConfig, load_model_config
 from jobs.settings import Settings, load
+from jobs.spark import replace_window
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -85,18 +86,8 @@ def build_labels(
         .where((F.col("order_date") > F.lit(first)) & (F.col("order_date") <= F.lit(last + timedelta(days=horizon))))
     )
     labels = compute_labels(keys, purchases, horizon, run_id)
-    path = settings.table_path(*LABELS_TABLE)
-    (
-        labels.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", f"as_of_date >= '{first}' AND as_of_date <= '{last}'")
-        .partitionBy("as_of_date")
-        .save(path)
-    )
-    from delta.tables import DeltaTable
-
-    metrics = DeltaTable.forPath(spark, path).history(1).first()["operationMetrics"] or {}
-    rows = int(metrics.get("numOutputRows", 0))
+    window = f"as_of_date >= '{first}' AND as_of_date <= '{last}'"
+    rows = replace_window(labels, settings.table_path(*LABELS_TABLE), window, "as_of_date")
     log.info("labels for as-of %s..%s (horizon %d days): %d rows", first, last, horizon, rows)
     return {"rows": rows, "as_of_start": first.isoformat(), "as_of_end": last.isoformat()}
 

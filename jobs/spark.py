@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from jobs.settings import Settings, load
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,15 @@ def get_spark(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def replace_window(frame: DataFrame, path: str, where: str, partition_by: str) -> int:
+    """Atomically replace the rows matching ``where`` in a Delta table (creating it); return the rows written."""
+    from delta.tables import DeltaTable
+
+    frame.write.format("delta").mode("overwrite").option("replaceWhere", where).partitionBy(partition_by).save(path)
+    metrics = DeltaTable.forPath(frame.sparkSession, path).history(1).first()["operationMetrics"] or {}
+    return int(metrics.get("numOutputRows", 0))
 
 
 def main(argv: list[str] | None = None) -> int:
