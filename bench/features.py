@@ -1,4 +1,7 @@
-"""Benchmark the gold features job on real CDNOW: a full backfill and two nightly increments.
+"""Benchmark the gold features job: a full backfill and two nightly increments, on CDNOW and on synthetic data.
+
+``--source cdnow`` (default) builds silver straight from the CDNOW file. ``--source synthetic --rows N`` writes N
+generator transactions to a landing zone and runs the real ingest and clean stages over it first (timed too).
 
 The increments run at day 50 and day 500 of the data, each with gold already holding the day before; an
 increment must cost about the same at both (one day of silver + one row per customer), so the ratio
@@ -15,13 +18,14 @@ import os
 import shutil
 import tempfile
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from jobs import cdnow, features
 
 log = logging.getLogger("bench.features")
+DAYS = 546  # synthetic data spans as many days as CDNOW, so day 50 and day 500 mean the same
 
 
 def _silver(spark: Any, path: str) -> int:
@@ -62,10 +66,33 @@ def _values(spark: Any, path: str, day: date, columns: list[str]) -> tuple:
     return int(row[0]), row[1]
 
 
-def run(model: str, keep: bool) -> dict[str, Any]:
+def _synthetic_silver(spark: Any, settings: Any, rows: int, customers: int, result: dict[str, Any]) -> int:
+    """Generator landing files -> bronze -> silver through the real stages; their times go into ``result``."""
+    from jobs import clean, ingest
+    from jobs import generate as gen
+
+    config = gen.GeneratorConfig(
+        out=settings.landing_root, rows=rows, customers=customers, start=cdnow.FIRST_DAY, days=DAYS, seed=1
+    )
+    started = time.perf_counter()
+    gen.generate(config)
+    result["generate_seconds"] = round(time.perf_counter() - started, 1)
+    end = cdnow.FIRST_DAY + timedelta(days=DAYS - 1)
+    started = time.perf_counter()
+    result["bronze_rows"] = ingest.ingest(spark, settings, cdnow.FIRST_DAY, end, "bench")
+    result["ingest_seconds"] = round(time.perf_counter() - started, 1)
+    started = time.perf_counter()
+    cleaned = clean.clean(spark, settings, cdnow.FIRST_DAY, end, "bench")
+    result["clean_seconds"] = round(time.perf_counter() - started, 1)
+    log.info("synthetic: %s", {k: v for k, v in result.items() if k.endswith("seconds") or k.endswith("rows")})
+    return cleaned.accepted
+
+
+def run(model: str, keep: bool, source: str = "cdnow", rows: int = 0, customers: int = 0) -> dict[str, Any]:
     """Build silver in a temp lake, then time the backfill and the two increments."""
     lake = tempfile.mkdtemp(prefix="bench-features-")
-    os.environ["MLP_LAKE_ROOT"] = lake
+    os.environ["MLP_LAKE_ROOT"] = f"{lake}/lake"
+    os.environ["MLP_LANDING_ROOT"] = f"{lake}/landing"
     from jobs.config import load_model_config
     from jobs.settings import load
     from jobs.spark import get_spark
@@ -73,10 +100,18 @@ def run(model: str, keep: bool) -> dict[str, Any]:
     settings = load()
     config = load_model_config(model)
     spark = get_spark("bench-features", settings=settings, overrides=features.spark_overrides(settings))
-    result: dict[str, Any] = {"cores": os.cpu_count(), "shuffle_partitions": settings.spark_shuffle_partitions}
+    result: dict[str, Any] = {
+        "source": source,
+        "cores": os.cpu_count(),
+        "shuffle_partitions": settings.spark_shuffle_partitions,
+    }
     try:
         started = time.perf_counter()
-        result["silver_rows"] = _silver(spark, settings.table_path(*features.SILVER_TABLE))
+        if source == "synthetic":
+            result.update(transactions=rows, customers=customers)
+            result["silver_rows"] = _synthetic_silver(spark, settings, rows, customers, result)
+        else:
+            result["silver_rows"] = _silver(spark, settings.table_path(*features.SILVER_TABLE))
         log.info("silver: %d rows in %.1fs", result["silver_rows"], time.perf_counter() - started)
 
         started, cpu = time.perf_counter(), _jvm_cpu_seconds(spark)
@@ -121,9 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.features", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=features.DEFAULT_MODEL)
     parser.add_argument("--keep", action="store_true", help="keep the temp lake for inspection")
+    parser.add_argument("--source", choices=("cdnow", "synthetic"), default="cdnow")
+    parser.add_argument("--rows", type=int, default=10_000_000, help="synthetic transactions")
+    parser.add_argument("--customers", type=int, default=100_000, help="synthetic customers")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    result = run(args.model, args.keep)
+    result = run(args.model, args.keep, args.source, args.rows, args.customers)
     print(json.dumps(result, indent=2))
     return 0 if result["day50"]["equals_backfill"] and result["day500"]["equals_backfill"] else 1
 

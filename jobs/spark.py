@@ -79,11 +79,12 @@ def get_spark(
     return spark
 
 
-def replace_window(frame: DataFrame, path: str, where: str, partition_by: str) -> int:
+def replace_window(frame: DataFrame, path: str, where: str, partition_by: str | None) -> int:
     """Atomically replace the rows matching ``where`` in a Delta table (creating it); return the rows written."""
     from delta.tables import DeltaTable
 
-    frame.write.format("delta").mode("overwrite").option("replaceWhere", where).partitionBy(partition_by).save(path)
+    writer = frame.write.format("delta").mode("overwrite").option("replaceWhere", where)
+    (writer.partitionBy(partition_by) if partition_by else writer).save(path)
     metrics = DeltaTable.forPath(frame.sparkSession, path).history(1).first()["operationMetrics"] or {}
     return int(metrics.get("numOutputRows", 0))
 
