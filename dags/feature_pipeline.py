@@ -3,8 +3,13 @@
 
 `ingest` lands the night's files into **bronze**, `clean` types and deduplicates them into **silver** (bad lines
 go to quarantine with a reason, counts reconcile in `ops/reconciliation`), `features` computes point-in-time
-customer features into **gold** (incrementally from the previous night when it can), and `labels` writes the
-labels whose horizon has just matured. The features task publishes the model's features Asset.
+customer features into **gold** (incrementally from the previous night when it can), `labels` writes the
+labels whose horizon has just matured, and `quality_gate` checks the window's bronze, volume, silver and gold
+with Great Expectations (suites in `include/expectations/`).
+
+Only a passing gate publishes the model's features Asset, which is what training and scoring are scheduled on:
+a failed critical expectation stops them, fails the task without retries and mails the team the failing
+expectations (observed vs expected) and the Data Docs report. Warnings are recorded and the run goes on.
 
 Each run covers its data interval (the day that ended when it started); every write replaces exactly its
 dates, so a re-run is safe.
@@ -20,7 +25,7 @@ from pathlib import Path
 from airflow.sdk import DAG, Param
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from jobs.tasks import features_asset, spark_job
+from jobs.tasks import features_asset, quality_gate, spark_job
 
 MODEL = "purchase_propensity"
 # The day a run processes is its data interval's start: for a scheduled run that is ds, and a manual trigger
@@ -47,6 +52,7 @@ with DAG(
 ) as dag:
     ingest = spark_job("ingest", "jobs.ingest", WINDOW)
     clean = spark_job("clean", "jobs.clean", WINDOW)
-    features = spark_job("features", "jobs.features", ["--model", MODEL, *WINDOW], outlets=[features_asset(MODEL)])
+    features = spark_job("features", "jobs.features", ["--model", MODEL, *WINDOW])
     labels = spark_job("labels", "jobs.labels", ["--model", MODEL, *WINDOW])
-    ingest >> clean >> features >> labels
+    gate = quality_gate(MODEL, START, END, "{{ run_id }}", outlets=[features_asset(MODEL)])
+    ingest >> clean >> features >> labels >> gate

@@ -54,6 +54,20 @@ class LabelConfig(_Strict):
     horizon_days: int = Field(gt=0, le=730)
 
 
+class AlertConfig(_Strict):
+    """Who hears about this model (data-quality failures, promotions, drift); empty: MLP_ALERT_RECIPIENTS."""
+
+    recipients: tuple[str, ...] = ()
+
+    @field_validator("recipients")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if "@" not in v or " " in v.strip()]
+        if bad:
+            raise ValueError(f"not e-mail addresses: {bad}")
+        return tuple(v.strip() for v in value)
+
+
 class ModelConfig(_Strict):
     """Everything that defines one model; new sections arrive with the stages that use them."""
 
@@ -62,6 +76,7 @@ class ModelConfig(_Strict):
     source: SourceConfig
     features: FeatureConfig
     label: LabelConfig
+    alerts: AlertConfig = AlertConfig()
 
 
 class ConfigError(ValueError):

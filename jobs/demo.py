@@ -7,7 +7,7 @@ import logging
 import time
 from datetime import date, timedelta
 
-from jobs import cdnow, clean, features, ingest, labels
+from jobs import cdnow, clean, features, ingest, labels, quality
 from jobs.config import load_model_config
 from jobs.settings import load
 
@@ -34,30 +34,33 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = time.monotonic() - t0
         return out
 
-    log.info("step 1/6: replaying CDNOW %s..%s into %s", args.start, args.end, settings.landing_root)
+    log.info("step 1/7: replaying CDNOW %s..%s into %s", args.start, args.end, settings.landing_root)
     replayed = step("replay", cdnow.replay, settings.landing_root, args.start, args.end)
 
     from jobs.spark import get_spark
 
     spark = get_spark("demo", settings=settings)
     try:
-        log.info("step 2/6: ingest landing -> bronze (%s..%s, one Spark job)", args.start, backfill_end)
+        log.info("step 2/7: ingest landing -> bronze (%s..%s, one Spark job)", args.start, backfill_end)
         step("ingest", ingest.ingest, spark, settings, args.start, backfill_end, "demo-backfill")
-        log.info("step 3/6: clean bronze -> silver + quarantine")
+        log.info("step 3/7: clean bronze -> silver + quarantine")
         cleaned = step("clean", clean.clean, spark, settings, args.start, backfill_end, "demo-backfill")
-        log.info("step 4/6: point-in-time features for every customer and day (backfill)")
+        log.info("step 4/7: point-in-time features for every customer and day (backfill)")
         built = step(
             "features", features.build_features, spark, settings, config, args.start, backfill_end, "demo-backfill"
         )
-        log.info("step 5/6: labels whose %d-day horizon has matured", config.label.horizon_days)
+        log.info("step 5/7: labels whose %d-day horizon has matured", config.label.horizon_days)
         step("labels", labels.build_labels, spark, settings, config, args.start, backfill_end, "demo")
-        log.info("step 6/6: one nightly increment for %s, as the scheduler would run it", args.end)
+        log.info("step 6/7: one nightly increment for %s, as the scheduler would run it", args.end)
         t0 = time.monotonic()
         ingest.ingest(spark, settings, args.end, args.end, "demo-nightly")
         nightly_clean = clean.clean(spark, settings, args.end, args.end, "demo-nightly")
         nightly = features.build_features(spark, settings, config, args.end, args.end, "demo-nightly")
         labels.build_labels(spark, settings, config, args.end, args.end, "demo-nightly")
         timings["nightly"] = time.monotonic() - t0
+        log.info("step 7/7: data-quality gate (Great Expectations) on the night's bronze, silver and gold")
+        gate = step("quality_gate", quality.run_gate, spark, settings, config, args.end, args.end, "demo-nightly")
+        log.info("%s", quality.describe(gate))
         read = lambda table: spark.read.format("delta").load(settings.table_path(*table))  # noqa: E731
         silver_rows = read(clean.SILVER_TABLE).count()
         gold = read(features.GOLD_TABLE)
@@ -86,17 +89,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"(backfill mode {built.get('mode')}, nightly mode {nightly.get('mode')})",
                 f"labels     : {label_total} rows, {positives / max(label_total, 1):.1%} positive "
                 f"({config.label.horizon_days}-day horizon)",
+                f"quality    : gate {'PASSED' if gate.passed else 'FAILED'} for {args.end}: "
+                f"{len(gate.outcomes)} expectations, {len(gate.critical_failures)} critical failures, "
+                f"{len(gate.warnings)} warnings; report {gate.report}",
                 "timings    : " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
                 f"wall time  : {time.monotonic() - started:.0f} s",
-                f"where      : Delta tables under {lake}/(bronze|silver|quarantine|ops|gold)",
+                f"where      : Delta tables under {lake}/(bronze|silver|quarantine|ops|gold); "
+                f"reports under {settings.reports_root}",
                 "",
-                "Built so far: landing -> bronze -> silver -> gold features + labels (the first half of the loop).",
-                "Not built yet (open issues): data-quality gates, training, promotion, batch inference, drift",
-                "monitoring and alert emails.",
+                "Built so far: landing -> bronze -> silver -> gold features + labels -> data-quality gate.",
+                "Not built yet (open issues): training, promotion, batch inference, drift monitoring and alerts.",
             ]
         )
     )
-    return 0 if ok else 1
+    return 0 if ok and gate.passed else 1
 
 
 if __name__ == "__main__":

@@ -251,6 +251,20 @@ def datasets(
     return frames, history
 
 
+def read_summary(path: str | Path, run_id: str | None = None, newer_than: float | None = None) -> dict | None:
+    """A gate's summary.json, or None when missing, unreadable, from another run, or older than ``newer_than``."""
+    path = Path(path)
+    try:
+        if newer_than is not None and path.stat().st_mtime < newer_than - 1:
+            return None
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if run_id is not None and summary.get("run_id") != run_id:
+        return None
+    return summary
+
+
 def report_dir(settings: Settings, model: str, start: date | str, end: date | str) -> Path:
     """Where a window's Data Docs and summary.json go (a re-run of the window replaces them)."""
     return settings.reports_root / "quality" / model / f"{start}_{end}"

@@ -42,6 +42,7 @@ class Settings:
     smtp_host: str
     smtp_port: int
     smtp_sender: str
+    smtp_conn_id: str
     alert_recipients: tuple[str, ...]
     models_dir: Path
 
@@ -74,8 +75,23 @@ class Settings:
             smtp_host=_env("MLP_SMTP_HOST", "127.0.0.1"),
             smtp_port=int(_env("MLP_SMTP_PORT", "8025")),
             smtp_sender=_env("MLP_SMTP_SENDER", "ml-platform@localhost"),
+            # Airflow's SMTP provider sends through this connection (AIRFLOW_CONN_SMTP_DEFAULT, or the metadata DB).
+            smtp_conn_id=_env("MLP_SMTP_CONN_ID", "smtp_default"),
             alert_recipients=_csv("MLP_ALERT_RECIPIENTS", "ml-team@localhost"),
             models_dir=Path(_env("MLP_MODELS_DIR", str(REPO_ROOT / "include" / "models"))),
+        )
+
+    def smtp_connection_json(self) -> str:
+        """The ``smtp_default`` connection for the local SMTP server on loopback (no TLS, no login)."""
+        import json
+
+        return json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": self.smtp_host,
+                "port": self.smtp_port,
+                "extra": {"disable_ssl": True, "disable_tls": True, "from_email": self.smtp_sender, "timeout": 10},
+            }
         )
 
     def table_path(self, layer: str, name: str) -> str:

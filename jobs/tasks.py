@@ -18,14 +18,15 @@ def features_asset(model: str) -> Any:
     return Asset(name=f"{model}.customer_features", uri=f"{ASSET_SCHEME}://gold/customer_features/{model}")
 
 
-def spark_job(task_id: str, module: str, args: list[str], **kwargs: Any) -> Any:
-    """A SparkSubmitOperator on ``spark_default`` running ``python -m <module> <args>``'s main under spark-submit."""
-    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+def spark_job(task_id: str, module: str, args: list[str], operator: Any = None, **kwargs: Any) -> Any:
+    """A SparkSubmitOperator (or ``operator``, a subclass) on ``spark_default`` running ``<module>``'s main."""
+    if operator is None:
+        from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator as operator
 
     settings = load()
     conf = spark_conf(settings)
     packages = conf.pop("spark.jars.packages")
-    return SparkSubmitOperator(
+    return operator(
         task_id=task_id,
         conn_id="spark_default",
         application=str(SPARK_ENTRY),
@@ -34,5 +35,22 @@ def spark_job(task_id: str, module: str, args: list[str], **kwargs: Any) -> Any:
         packages=packages,
         name=f"mlplatform-{task_id}",
         env_vars=submit_env(settings),
+        **kwargs,
+    )
+
+
+def quality_gate(model: str, start: str, end: str, run_id: str, **kwargs: Any) -> Any:
+    """The data-quality gate task for ``model`` over [start, end] (templates): fails fast and mails on bad data."""
+    from mlplatform.notifiers import QualityGateNotifier
+    from mlplatform.operators import QualityGateOperator
+
+    summary = f"{load().reports_root}/quality/{model}/{start}_{end}/summary.json"  # jobs.quality.report_dir
+    return spark_job(
+        "quality_gate",
+        "jobs.quality",
+        ["--model", model, "--start", start, "--end", end, "--run-id", run_id],
+        operator=QualityGateOperator,
+        summary_path=summary,
+        on_failure_callback=QualityGateNotifier(model=model, summary_path=summary),
         **kwargs,
     )

@@ -68,3 +68,48 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("MLP_REPORTS_ROOT", str(tmp_path / "reports"))
     monkeypatch.setenv("MLP_MAIL_ROOT", str(tmp_path / "mail"))
     return load()
+
+
+class _Inbox:
+    """Messages a real SMTP server on loopback received, parsed."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd calls handle_<SMTP verb>
+        from email import message_from_bytes, policy
+
+        message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    @staticmethod
+    def html(message) -> str:
+        """The HTML body of a message."""
+        part = message.get_body(preferencelist=("html", "plain"))
+        return part.get_content() if part is not None else ""
+
+
+@pytest.fixture()
+def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Inbox]:
+    """An SMTP server (aiosmtpd) on 127.0.0.1 and a free port; ``smtp_default`` and the settings point at it."""
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("MLP_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("MLP_SMTP_PORT", str(port))
+    from jobs.settings import load
+
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", load().smtp_connection_json())
+    try:
+        yield inbox
+    finally:
+        controller.stop()

@@ -35,6 +35,8 @@ def test_backfill_then_nightly_run_end_to_end(airflow_db, spark) -> None:
         run_conf={"start_date": "1997-01-01", "end_date": "1997-01-03"},
     )
     assert backfill.state == DagRunState.SUCCESS
+    gate = next(ti for ti in backfill.get_task_instances() if ti.task_id == "quality_gate")
+    assert gate.xcom_pull(task_ids="quality_gate")["passed"] is True
     # A run triggered at 1997-01-05 00:00 processes the day that just ended: 1997-01-04.
     # A fresh DAG object: dag.test() leaves the previous run's conf in the params of the one it ran.
     nightly = _dag().test(
@@ -52,4 +54,7 @@ def test_backfill_then_nightly_run_end_to_end(airflow_db, spark) -> None:
     assert per_day == seen and sorted(per_day) == [date(1997, 1, d) for d in (1, 2, 3, 4)]
     assert features.select("customer_id", "as_of_date").distinct().count() == features.count()
     ops = {r.landing_date: r.run_id for r in read(clean.RECONCILIATION_TABLE).collect()}
+    quality = read(("ops", "data_quality"))
+    assert quality.where("NOT success").count() == 0
+    assert {r.run_id for r in quality.select("run_id").distinct().collect()} == {backfill.run_id, nightly.run_id}
     assert ops[date(1997, 1, 4)] == nightly.run_id and ops[date(1997, 1, 1)] == backfill.run_id
