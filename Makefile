@@ -14,6 +14,8 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
+# The local SMTP server on loopback (jobs.settings' MLP_SMTP_HOST/PORT); no login, no TLS, laptop only.
+export AIRFLOW_CONN_SMTP_DEFAULT ?= {"conn_type": "smtp", "host": "127.0.0.1", "port": 8025, "extra": {"disable_ssl": true, "disable_tls": true, "from_email": "ml-platform@localhost", "timeout": 10}}
 export PATH := $(VENV)/bin:$(PATH)
 
 .PHONY: help setup demo test test-fast lint bench lock clean distclean
