@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Literal
 from pathlib import Path
 
 import yaml
@@ -54,6 +55,43 @@ class LabelConfig(_Strict):
     horizon_days: int = Field(gt=0, le=730)
 
 
+class XGBoostConfig(_Strict):
+    """Gradient-boosted trees (hist; on CUDA when a GPU is present)."""
+
+    n_estimators: int = Field(400, gt=0)
+    max_depth: int = Field(6, gt=0, le=16)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    early_stopping_rounds: int = Field(30, gt=0)
+
+
+class PyTorchConfig(_Strict):
+    """A tabular MLP on normalised features (CUDA and AMP when present)."""
+
+    hidden: tuple[int, ...] = Field((128, 64), min_length=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    batch_size: int = Field(2048, gt=0)
+    max_epochs: int = Field(30, gt=0)
+    patience: int = Field(4, gt=0)
+
+
+class TrainingConfig(_Strict):
+    """How training sets are cut and which model families compete."""
+
+    families: tuple[Literal["xgboost", "pytorch"], ...] = Field(("xgboost", "pytorch"), min_length=1)
+    primary_metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
+    sample_every_days: int = Field(7, gt=0, le=90)  # consecutive as-of days are near-duplicates of each other
+    validation_days: int = Field(56, gt=0)
+    holdout_days: int = Field(56, gt=0)
+    gap_days: int | None = Field(None, ge=0)  # between splits; default (and minimum) the label horizon
+    seed: int = 42
+    xgboost: XGBoostConfig = XGBoostConfig()
+    pytorch: PyTorchConfig = PyTorchConfig()
+
+
 class AlertConfig(_Strict):
     """Who hears about this model (data-quality failures, promotions, drift); empty: MLP_ALERT_RECIPIENTS."""
 
@@ -77,6 +115,22 @@ class ModelConfig(_Strict):
     features: FeatureConfig
     label: LabelConfig
     alerts: AlertConfig = AlertConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    @model_validator(mode="after")
+    def _gap(self) -> ModelConfig:
+        gap = self.training.gap_days
+        if gap is not None and gap < self.label.horizon_days:
+            raise ValueError(
+                f"training.gap_days ({gap}) must be >= label.horizon_days ({self.label.horizon_days}): "
+                "a shorter gap lets training labels see the validation period"
+            )
+        return self
+
+    @property
+    def split_gap_days(self) -> int:
+        """Days between train, validation and holdout as-of dates."""
+        return self.training.gap_days if self.training.gap_days is not None else self.label.horizon_days
 
 
 class ConfigError(ValueError):
