@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator

@@ -39,6 +39,9 @@ class Settings:
     spark_shuffle_partitions: int
     delta_package: str
     training_backend: str
+    training_image: str
+    training_pod_template: Path
+    kubernetes_namespace: str
     smtp_host: str
     smtp_port: int
     smtp_sender: str
@@ -72,6 +75,12 @@ class Settings:
             spark_shuffle_partitions=int(_env("MLP_SPARK_SHUFFLE_PARTITIONS", "8")),
             delta_package=_env("MLP_DELTA_PACKAGE", ""),  # empty: derived from the installed delta-spark
             training_backend=backend,
+            # The image built from the Dockerfile's `training` stage; pin a digest in production.
+            training_image=_env("MLP_TRAINING_IMAGE", "mlplatform-training:latest"),
+            training_pod_template=Path(
+                _env("MLP_TRAINING_POD_TEMPLATE", str(REPO_ROOT / "include" / "pod_templates" / "training.yaml"))
+            ),
+            kubernetes_namespace=_env("MLP_K8S_NAMESPACE", "ml-platform"),
             smtp_host=_env("MLP_SMTP_HOST", "127.0.0.1"),
             smtp_port=int(_env("MLP_SMTP_PORT", "8025")),
             smtp_sender=_env("MLP_SMTP_SENDER", "ml-platform@localhost"),

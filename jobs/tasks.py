@@ -54,3 +54,59 @@ def quality_gate(model: str, start: str, end: str, run_id: str, **kwargs: Any) -
         on_failure_callback=QualityGateNotifier(model=model, summary_path=summary),
         **kwargs,
     )
+
+
+def training_command(model: str, family: str, reason: str, window: tuple[str, str], versions: tuple[str, str]) -> list:
+    """``python -m jobs.train ...``: the one command both training backends run (arguments may be templates)."""
+    return [
+        "python",
+        "-m",
+        "jobs.train",
+        "--model",
+        model,
+        "--features-version",
+        versions[0],
+        "--labels-version",
+        versions[1],
+        "--family",
+        family,
+        "--dag-run-id",
+        "{{ run_id }}",
+        "--reason",
+        reason,
+        "--as-of-start",
+        window[0],
+        "--as-of-end",
+        window[1],
+    ]
+
+
+def training_task(model: str, command: list[str], **kwargs: Any) -> Any:
+    """The train task on the configured backend: a local subprocess, or a GPU pod from the pod template."""
+    settings = load()
+    if settings.training_backend == "local":
+        from mlplatform.operators import LocalTrainingOperator
+
+        return LocalTrainingOperator(task_id="train", command=command, model=model, **kwargs)
+    from mlplatform.operators import training_pod_operator
+
+    return training_pod_operator(
+        task_id="train",
+        model=model,
+        namespace=settings.kubernetes_namespace,
+        pod_template_file=str(settings.training_pod_template),
+        image=settings.training_image,
+        cmds=command[:3],
+        arguments=command[3:],
+        env_vars={
+            "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            "MLP_LAKE_ROOT": settings.lake_root,
+            "MLP_MLFLOW_ARTIFACT_ROOT": settings.mlflow_artifact_root,
+        },
+        name=f"train-{model.replace('_', '-')}",
+        on_finish_action="delete_pod",
+        get_logs=True,
+        log_events_on_failure=True,
+        startup_timeout_seconds=900,  # GPU nodes scale up from zero in minutes
+        **kwargs,
+    )

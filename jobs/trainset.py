@@ -257,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: ``--model M [--as-of-start D] [--as-of-end D] [--features-version N] [--labels-version N]``."""
     parser = argparse.ArgumentParser(prog="python -m jobs.trainset", description="build a pinned training set")
     parser.add_argument("--model", default=features.DEFAULT_MODEL)
-    parser.add_argument("--as-of-start", type=date.fromisoformat, default=None)
-    parser.add_argument("--as-of-end", type=date.fromisoformat, default=None)
+    optional_date = lambda text: date.fromisoformat(text) if text else None  # noqa: E731 - '' means "not set"
+    parser.add_argument("--as-of-start", type=optional_date, default=None)
+    parser.add_argument("--as-of-end", type=optional_date, default=None)
     parser.add_argument("--features-version", type=int, default=None)
     parser.add_argument("--labels-version", type=int, default=None)
     parser.add_argument("--manifest-out", default=None, help="also write the manifest JSON to this local file")

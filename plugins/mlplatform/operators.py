@@ -1,4 +1,5 @@
-"""Operators: the data-quality gate, a SparkSubmitOperator that tells a failed check from a failed job."""
+"""Operators: the data-quality gate (a SparkSubmitOperator that tells a failed check from a failed job) and the
+two training backends (a local subprocess and a Kubernetes GPU pod), both verified against MLflow."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import time
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from jobs.quality import read_summary
 
@@ -49,3 +51,82 @@ class QualityGateOperator(SparkSubmitOperator):
             "warnings": len(summary["warnings"]),
             "report": summary["report"],
         }
+
+
+def _verify(model: str, dag_run_id: str, log: Any) -> dict[str, Any]:
+    """The check both training backends end with: MLflow must hold a finished, complete, registered run."""
+    from jobs.settings import load
+    from jobs.train import TrainingVerificationError, verify_training_run
+
+    try:
+        result = verify_training_run(load(), model, dag_run_id)
+    except TrainingVerificationError as exc:
+        raise AirflowFailException(f"training did not complete: {exc}") from exc
+    log.info(
+        "verified MLflow run %s: %s version %s (%s), holdout %s",
+        result["run_id"],
+        model,
+        result["version"],
+        result["winner"],
+        {k: v for k, v in result.items() if k.startswith("holdout_")},
+    )
+    return result
+
+
+class LocalTrainingOperator(BaseOperator):
+    """Run the training command as a local subprocess (the `local` backend), stream its log, then verify in MLflow.
+
+    The command is the same list a Kubernetes pod would run. A non-zero exit, a kill (OOM killer, SIGKILL) or an
+    exit 0 that left no complete MLflow run all fail the task.
+    """
+
+    template_fields = ("command", "model")
+
+    def __init__(self, *, command: list[str], model: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.command = command
+        self.model = model
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        import os
+        import signal
+        import subprocess
+        import sys
+
+        from jobs.settings import REPO_ROOT
+
+        argv = [sys.executable if self.command[0] == "python" else self.command[0], *self.command[1:]]
+        self.log.info("running: %s", " ".join(argv))
+        with subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as process:
+            for line in process.stdout:
+                self.log.info("%s", line.rstrip())
+            code = process.wait()
+        if code < 0:
+            raise AirflowException(
+                f"training process killed by {signal.Signals(-code).name} (out of memory? the OOM killer sends SIGKILL)"
+            )
+        if code != 0:
+            raise AirflowException(f"training process exited with {code}; see its log above")
+        return _verify(self.model, context["run_id"], self.log)
+
+
+def training_pod_operator(**kwargs: Any) -> Any:
+    """A KubernetesPodOperator subclass instance that verifies the MLflow run once the pod has finished."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    class TrainingPodOperator(KubernetesPodOperator):
+        """Train in a GPU pod (logs streamed, pod deleted), then verify the MLflow run like the local backend."""
+
+        template_fields = (*KubernetesPodOperator.template_fields, "model")
+
+        def __init__(self, *, model: str, **kw: Any) -> None:
+            super().__init__(**kw)
+            self.model = model
+
+        def execute(self, context: Any) -> dict[str, Any]:
+            super().execute(context)
+            return _verify(self.model, context["run_id"], self.log)
+
+    return TrainingPodOperator(**kwargs)

@@ -1,0 +1,88 @@
+"""The training DAG's wiring, and its Kubernetes pod as an object (no cluster here: the pod request is built and
+inspected, which is what KubernetesPodOperator would send to the API server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO / "dags" / "training.py"))
+    assert bag.import_errors == {}
+    return bag.dags["training"]
+
+
+def _local_command(dag) -> list[str]:
+    from jobs.tasks import training_command
+
+    versions = (
+        "{{ ti.xcom_pull(task_ids='pin_versions')['features'] }}",
+        "{{ ti.xcom_pull(task_ids='pin_versions')['labels'] }}",
+    )
+    window = ("{{ params.as_of_start or '' }}", "{{ params.as_of_end or '' }}")
+    reason = dag.get_task("train").command[dag.get_task("train").command.index("--reason") + 1]
+    return training_command("purchase_propensity", "{{ params.family }}", reason, window, versions)
+
+
+def test_training_runs_on_the_features_asset_in_the_gpu_pool(monkeypatch) -> None:
+    monkeypatch.setenv("MLP_TRAINING_BACKEND", "local")
+    dag = _dag()
+    from jobs.tasks import features_asset
+
+    assert features_asset("purchase_propensity") in dag.timetable.asset_condition.objects
+    assert [t.task_id for t in dag.topological_sort()] == ["pin_versions", "build_training_set", "train"]
+    train = dag.get_task("train")
+    assert type(train).__name__ == "LocalTrainingOperator" and train.pool == "gpu"
+    assert train.command[:3] == ["python", "-m", "jobs.train"]
+    assert set(dag.params.keys()) == {"family", "as_of_start", "as_of_end", "reason"}
+
+
+def test_kubernetes_pod_requests_a_gpu_and_runs_the_local_command(monkeypatch) -> None:
+    monkeypatch.setenv("MLP_TRAINING_BACKEND", "local")
+    local = _dag().get_task("train").command
+    monkeypatch.setenv("MLP_TRAINING_BACKEND", "kubernetes")
+    monkeypatch.setenv("MLP_TRAINING_IMAGE", "registry.example.org/mlplatform-training:1.2.3")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.ml-platform.svc:5000")
+    dag = _dag()
+    train = dag.get_task("train")
+    assert type(train).__name__ == "TrainingPodOperator" and train.pool == "gpu"
+    assert train.on_finish_action.value == "delete_pod" and train.get_logs
+
+    pod = train.build_pod_request_obj(dry_run=True)  # dry run: no cluster, no kube config
+    container = pod.spec.containers[0]
+    assert container.name == "base"
+    assert container.image == "registry.example.org/mlplatform-training:1.2.3"
+    assert [*container.command, *container.args] == local, "the pod runs exactly the local backend's command"
+    assert container.resources.limits["nvidia.com/gpu"] == "1"
+    assert container.resources.requests["cpu"] and container.resources.requests["memory"]
+    assert any(t.key == "nvidia.com/gpu" and t.effect == "NoSchedule" for t in pod.spec.tolerations)
+    assert pod.spec.node_selector == {"nvidia.com/gpu.present": "true"}
+    assert pod.spec.service_account_name == "ml-training"
+    assert pod.metadata.namespace == "ml-platform"
+    env = {e.name: e for e in container.env}
+    assert env["MLFLOW_TRACKING_URI"].value == "http://mlflow.ml-platform.svc:5000"
+    assert env["MLFLOW_TRACKING_PASSWORD"].value_from.secret_key_ref.name == "mlflow-credentials"
+    assert env["MLFLOW_TRACKING_PASSWORD"].value is None, "no secret value in the pod spec"
+
+
+def test_pod_template_file_is_a_valid_pod_without_secret_values() -> None:
+    import yaml
+
+    template = yaml.safe_load((REPO / "include" / "pod_templates" / "training.yaml").read_text())
+    assert template["kind"] == "Pod" and template["spec"]["containers"][0]["name"] == "base"
+    for env in template["spec"]["containers"][0]["env"]:
+        if "PASSWORD" in env["name"] or "SECRET" in env["name"]:
+            assert "value" not in env and "secretKeyRef" in env["valueFrom"]
+
+
+@pytest.mark.parametrize("backend", ["local", "kubernetes"])
+def test_backend_choice_comes_from_settings(monkeypatch, backend) -> None:
+    monkeypatch.setenv("MLP_TRAINING_BACKEND", backend)
+    expected = {"local": "LocalTrainingOperator", "kubernetes": "TrainingPodOperator"}[backend]
+    assert type(_dag().get_task("train")).__name__ == expected
