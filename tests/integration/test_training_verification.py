@@ -32,8 +32,10 @@ def _starts_a_run(then: str) -> str:
     return f"""
         import os, signal, mlflow
         mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-        experiment = mlflow.set_experiment("{MODEL}")
-        mlflow.start_run(experiment_id=experiment.experiment_id,
+        found = mlflow.get_experiment_by_name("{MODEL}")
+        experiment_id = found.experiment_id if found else mlflow.create_experiment(
+            "{MODEL}", artifact_location=os.environ["MLP_MLFLOW_ARTIFACT_ROOT"])
+        mlflow.start_run(experiment_id=experiment_id,
                          tags={{"{train.TAG_ROLE}": "parent", "{train.TAG_DAG_RUN}": "run-1"}})
         mlflow.log_metric("val_roc_auc", 0.7)
         {then}
