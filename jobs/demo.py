@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
+import sys
 import time
 from datetime import date, timedelta
 
-from jobs import cdnow, clean, features, ingest, labels, quality
+from jobs import cdnow, clean, features, ingest, labels, quality, train, trainset
 from jobs.config import load_model_config
 from jobs.settings import load
 
@@ -34,33 +36,46 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = time.monotonic() - t0
         return out
 
-    log.info("step 1/7: replaying CDNOW %s..%s into %s", args.start, args.end, settings.landing_root)
+    log.info("step 1/8: replaying CDNOW %s..%s into %s", args.start, args.end, settings.landing_root)
     replayed = step("replay", cdnow.replay, settings.landing_root, args.start, args.end)
 
     from jobs.spark import get_spark
 
     spark = get_spark("demo", settings=settings)
     try:
-        log.info("step 2/7: ingest landing -> bronze (%s..%s, one Spark job)", args.start, backfill_end)
+        log.info("step 2/8: ingest landing -> bronze (%s..%s, one Spark job)", args.start, backfill_end)
         step("ingest", ingest.ingest, spark, settings, args.start, backfill_end, "demo-backfill")
-        log.info("step 3/7: clean bronze -> silver + quarantine")
+        log.info("step 3/8: clean bronze -> silver + quarantine")
         cleaned = step("clean", clean.clean, spark, settings, args.start, backfill_end, "demo-backfill")
-        log.info("step 4/7: point-in-time features for every customer and day (backfill)")
+        log.info("step 4/8: point-in-time features for every customer and day (backfill)")
         built = step(
             "features", features.build_features, spark, settings, config, args.start, backfill_end, "demo-backfill"
         )
-        log.info("step 5/7: labels whose %d-day horizon has matured", config.label.horizon_days)
+        log.info("step 5/8: labels whose %d-day horizon has matured", config.label.horizon_days)
         step("labels", labels.build_labels, spark, settings, config, args.start, backfill_end, "demo")
-        log.info("step 6/7: one nightly increment for %s, as the scheduler would run it", args.end)
+        log.info("step 6/8: one nightly increment for %s, as the scheduler would run it", args.end)
         t0 = time.monotonic()
         ingest.ingest(spark, settings, args.end, args.end, "demo-nightly")
         nightly_clean = clean.clean(spark, settings, args.end, args.end, "demo-nightly")
         nightly = features.build_features(spark, settings, config, args.end, args.end, "demo-nightly")
         labels.build_labels(spark, settings, config, args.end, args.end, "demo-nightly")
         timings["nightly"] = time.monotonic() - t0
-        log.info("step 7/7: data-quality gate (Great Expectations) on the night's bronze, silver and gold")
+        log.info("step 7/8: data-quality gate (Great Expectations) on the night's bronze, silver and gold")
         gate = step("quality_gate", quality.run_gate, spark, settings, config, args.end, args.end, "demo-nightly")
         log.info("%s", quality.describe(gate))
+        log.info("step 8/8: training set at pinned Delta versions, then XGBoost vs PyTorch, tracked in MLflow")
+        versions = trainset.pin_versions(settings)
+        manifest = step(
+            "training_set",
+            trainset.build_training_set,
+            spark,
+            settings,
+            config,
+            None,
+            None,
+            versions["features"],
+            versions["labels"],
+        )
         read = lambda table: spark.read.format("delta").load(settings.table_path(*table))  # noqa: E731
         silver_rows = read(clean.SILVER_TABLE).count()
         gold = read(features.GOLD_TABLE)
@@ -70,6 +85,27 @@ def main(argv: list[str] | None = None) -> int:
         label_total = label_rows.count()
     finally:
         spark.stop()
+
+    # The local training backend: exactly the command a Kubernetes GPU pod would run, then the same verification.
+    command = [
+        sys.executable,
+        "-m",
+        "jobs.train",
+        "--model",
+        MODEL,
+        "--features-version",
+        str(versions["features"]),
+        "--labels-version",
+        str(versions["labels"]),
+        "--dag-run-id",
+        "demo",
+        "--reason",
+        "make demo",
+    ]
+    t0 = time.monotonic()
+    subprocess.run(command, check=True)
+    timings["train"] = time.monotonic() - t0
+    trained = train.verify_training_run(settings, MODEL, "demo")
 
     landed = replayed.rows
     accounted = cleaned.landed + nightly_clean.landed
@@ -92,13 +128,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"quality    : gate {'PASSED' if gate.passed else 'FAILED'} for {args.end}: "
                 f"{len(gate.outcomes)} expectations, {len(gate.critical_failures)} critical failures, "
                 f"{len(gate.warnings)} warnings; report {gate.report}",
+                f"training   : set {manifest['key']} rows {manifest['rows']} (features v{versions['features']}, "
+                f"labels v{versions['labels']}); winner {trained['winner']} registered as {MODEL} version "
+                f"{trained['version']} @challenger; holdout ROC AUC {trained['holdout_roc_auc']:.3f}, "
+                f"PR AUC {trained['holdout_pr_auc']:.3f}, log loss {trained['holdout_log_loss']:.3f}, "
+                f"Brier {trained['holdout_brier']:.3f}",
+                f"mlflow     : {settings.mlflow_tracking_uri} (browse: .venv/bin/mlflow ui --backend-store-uri "
+                f"{settings.mlflow_tracking_uri})",
                 "timings    : " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
                 f"wall time  : {time.monotonic() - started:.0f} s",
                 f"where      : Delta tables under {lake}/(bronze|silver|quarantine|ops|gold); "
                 f"reports under {settings.reports_root}",
                 "",
-                "Built so far: landing -> bronze -> silver -> gold features + labels -> data-quality gate.",
-                "Not built yet (open issues): training, promotion, batch inference, drift monitoring and alerts.",
+                "Built so far: landing -> bronze -> silver -> gold features + labels -> data-quality gate -> training.",
+                "Not built yet (open issues): promotion, batch inference, drift monitoring and alerts.",
             ]
         )
     )

@@ -17,4 +17,8 @@ def airflow_db(platform_home: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     airflow = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, text=True, timeout=600)
+    # Training tasks run in the `gpu` pool; one slot here, as many as GPUs in production.
+    subprocess.run(
+        [str(airflow), "pools", "set", "gpu", "1", "GPU training slots"], check=True, capture_output=True, timeout=300
+    )
     return home
