@@ -24,7 +24,7 @@ help:
 	@echo "make demo   - set up, then run the platform's main job on the real CDNOW data"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make lint   - ruff (with Airflow's AIR rules)"
-	@echo "make bench  - generator at 10M rows; features on CDNOW and 10M synthetic rows; quality gate on 10M gold rows"
+	@echo "make bench  - generator at 10M rows; features on CDNOW and 10M synthetic rows; quality gate on 10M gold rows; training rows/s per family"
 	@echo "make lock   - re-resolve requirements.lock from requirements*.txt"
 	@echo "make clean  - remove the local lake, Airflow home and MLflow store (.platform/)"
 
@@ -58,6 +58,7 @@ bench: setup
 	$(PY) -m bench.features
 	$(PY) -m bench.features --source synthetic --rows 10000000 --customers 100000
 	$(PY) -m bench.quality --rows 10000000
+	$(PY) -m bench.training --rows 1000000
 
 lint: setup
 	$(VENV)/bin/ruff check dags plugins jobs include tests bench
