@@ -200,6 +200,7 @@ def train_xgboost(
         verbose_eval=50,
     )
     seconds = time.perf_counter() - started
+    trained_rounds = booster.num_boosted_rounds()  # what the time paid for, early stopping's extra rounds included
     rounds = booster.best_iteration + 1
     booster = booster[:rounds]  # keep the best iteration only
     gain = booster.get_score(importance_type="gain")
@@ -209,7 +210,7 @@ def train_xgboost(
         "params": {**params, "num_boost_round": c.n_estimators, "best_rounds": rounds},
         "importance": importance,
         "seconds": seconds,
-        "rows_per_second": len(train) * rounds / max(seconds, 1e-9),  # rows x boosting rounds per second
+        "rows_per_second": len(train) * trained_rounds / max(seconds, 1e-9),  # rows x boosting rounds per second
         "epochs_or_rounds": rounds,
     }
     return model, info
@@ -443,7 +444,9 @@ def run_training(
                 with tempfile.TemporaryDirectory() as tmp:
                     for path in _plots(holdout_y, hold_p, info["importance"], family, Path(tmp)):
                         mlflow.log_artifact(str(path), "plots")
-                example = sets["validation"][columns].head(5)
+                example = (
+                    sets["validation"][columns].head(5).astype("float64")
+                )  # counts too: scoring input may hold NaN
                 signature = infer_signature(example, model.predict(None, example))
                 logged = mlflow.pyfunc.log_model(
                     name="model", python_model=model, signature=signature, input_example=example
