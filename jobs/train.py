@@ -444,9 +444,9 @@ def run_training(
                 with tempfile.TemporaryDirectory() as tmp:
                     for path in _plots(holdout_y, hold_p, info["importance"], family, Path(tmp)):
                         mlflow.log_artifact(str(path), "plots")
-                example = (
-                    sets["validation"][columns].head(5).astype("float64")
-                )  # counts too: scoring input may hold NaN
+                # The schema keeps gold's own types: counts are integers and never null (MLflow will not cast
+                # int64 to float64 at scoring time, so declaring them double would reject real inputs).
+                example = sets["validation"][columns].head(5)
                 signature = infer_signature(example, model.predict(None, example))
                 logged = mlflow.pyfunc.log_model(
                     name="model", python_model=model, signature=signature, input_example=example
