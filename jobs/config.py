@@ -92,6 +92,21 @@ class TrainingConfig(_Strict):
     pytorch: PyTorchConfig = PyTorchConfig()
 
 
+class PromotionConfig(_Strict):
+    """When a challenger may replace the champion (see jobs/promotion.py's should_promote)."""
+
+    mode: Literal["enabled", "dry_run", "disabled"] = "enabled"
+    min_primary: float = Field(
+        0.65, ge=0, le=1
+    )  # absolute floor on the primary metric (the only bar without a champion)
+    min_lift: float = Field(0.002, ge=0)  # absolute improvement over the champion on the primary metric
+    min_relative_lift: float = Field(0.0, ge=0)  # relative improvement, e.g. 0.01 = 1%
+    max_slice_drop: float = Field(0.02, ge=0)  # no slice may be worse than the champion's by more than this
+    max_calibration_error: float = Field(0.05, gt=0, le=1)
+    min_score_std: float = Field(0.01, ge=0)  # a near-constant score is a broken model, whatever its AUC
+    max_mean_score_gap: float = Field(0.10, ge=0, le=1)  # |mean score - positive rate| on the evaluation set
+
+
 class AlertConfig(_Strict):
     """Who hears about this model (data-quality failures, promotions, drift); empty: MLP_ALERT_RECIPIENTS."""
 
@@ -116,6 +131,7 @@ class ModelConfig(_Strict):
     label: LabelConfig
     alerts: AlertConfig = AlertConfig()
     training: TrainingConfig = TrainingConfig()
+    promotion: PromotionConfig = PromotionConfig()
 
     @model_validator(mode="after")
     def _gap(self) -> ModelConfig:
