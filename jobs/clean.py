@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from jobs import landing
 from jobs.ingest import BRONZE_TABLE
-from jobs.settings import Settings, load
-from jobs.spark import replace_window
+from jobs.settings import Settings
+from jobs.spark import replace_window, run_job
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -260,15 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", type=date.fromisoformat, default=None)
     parser.add_argument("--run-id", default="manual")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from jobs.spark import get_spark
-
-    settings = load()
-    spark = get_spark("clean", settings=settings)
-    try:
-        result = clean(spark, settings, args.start, args.end or args.start, args.run_id)
-    finally:
-        spark.stop()
+    result = run_job(
+        "clean", lambda spark, settings: clean(spark, settings, args.start, args.end or args.start, args.run_id)
+    )
     print(json.dumps(result.as_dict()))
     return 0
 

@@ -31,7 +31,8 @@ from functools import reduce
 from typing import TYPE_CHECKING, Any
 
 from jobs.config import ModelConfig, load_model_config
-from jobs.settings import Settings, load
+from jobs.settings import Settings
+from jobs.spark import run_job
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -445,16 +446,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", type=date.fromisoformat, default=None, help="inclusive; default: --start")
     parser.add_argument("--run-id", default="manual")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from jobs.spark import get_spark
-
-    settings = load()
     config = load_model_config(args.model)
-    spark = get_spark("features", settings=settings, overrides=spark_overrides(settings))
-    try:
-        summary = build_features(spark, settings, config, args.start, args.end or args.start, args.run_id)
-    finally:
-        spark.stop()
+    summary = run_job(
+        "features",
+        lambda spark, settings: build_features(
+            spark, settings, config, args.start, args.end or args.start, args.run_id
+        ),
+        overrides=spark_overrides,
+    )
     print(
         f"features {summary['start']}..{summary['end']} ({summary['mode']}): "
         f"{summary['rows']} rows into {summary['table']}"

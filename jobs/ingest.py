@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs import landing
-from jobs.settings import Settings, load
-from jobs.spark import replace_window
+from jobs.settings import Settings
+from jobs.spark import replace_window, run_job
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -88,15 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", type=date.fromisoformat, default=None, help="inclusive; default: --start")
     parser.add_argument("--run-id", default="manual")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from jobs.spark import get_spark
-
-    settings = load()
-    spark = get_spark("ingest", settings=settings)
-    try:
-        rows = ingest(spark, settings, args.start, args.end or args.start, args.run_id)
-    finally:
-        spark.stop()
+    rows = run_job(
+        "ingest", lambda spark, settings: ingest(spark, settings, args.start, args.end or args.start, args.run_id)
+    )
     print(f"ingested {rows} rows into bronze")
     return 0
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from jobs.clean import SILVER_TABLE
 from jobs.config import ModelConfig, load_model_config
-from jobs.settings import Settings, load
-from jobs.spark import replace_window
+from jobs.settings import Settings
+from jobs.spark import replace_window, run_job
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -100,16 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", type=date.fromisoformat, default=None)
     parser.add_argument("--run-id", default="manual")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from jobs.spark import get_spark
-
-    settings = load()
     config = load_model_config(args.model)
-    spark = get_spark("labels", settings=settings)
-    try:
-        summary = build_labels(spark, settings, config, args.start, args.end or args.start, args.run_id)
-    finally:
-        spark.stop()
+    summary = run_job(
+        "labels",
+        lambda spark, settings: build_labels(spark, settings, config, args.start, args.end or args.start, args.run_id),
+    )
     print(json.dumps(summary))
     return 0
 

@@ -8,7 +8,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs.settings import Settings, load
+from jobs.settings import Settings
+from jobs.spark import run_job
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -51,15 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.maintenance", description=__doc__)
     parser.add_argument("--retention-hours", type=int, default=MIN_RETENTION_HOURS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from jobs.spark import get_spark
-
-    settings = load()
-    spark = get_spark("maintenance", settings=settings)
-    try:
-        print(json.dumps(maintain(spark, settings, args.retention_hours)))
-    finally:
-        spark.stop()
+    run_job("maintenance", lambda spark, settings: print(json.dumps(maintain(spark, settings, args.retention_hours))))
     return 0
 
 

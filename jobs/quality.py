@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs import clean, features, ingest
 from jobs.config import ModelConfig, load_model_config
-from jobs.settings import REPO_ROOT, Settings, load
-from jobs.spark import replace_window
+from jobs.settings import REPO_ROOT, Settings
+from jobs.spark import replace_window, run_job
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -509,17 +509,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", type=date.fromisoformat, default=None)
     parser.add_argument("--run-id", default="manual")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    from jobs.spark import get_spark
-
-    settings = load()
     config = load_model_config(args.model)
-    spark = get_spark("quality", settings=settings)
-    try:
-        result = run_gate(spark, settings, config, args.start, args.end or args.start, args.run_id)
-    finally:
-        spark.stop()
+    result = run_job(
+        "quality",
+        lambda spark, settings: run_gate(spark, settings, config, args.start, args.end or args.start, args.run_id),
+    )
     log.info("%s", describe(result))
     log.info("Data Docs: %s  summary: %s", result.report, result.summary_path)
     enforce(result)

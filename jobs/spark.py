@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobs.settings import Settings, load
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -77,6 +80,17 @@ def get_spark(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def run_job(name: str, work: Callable[[Any, Settings], T], overrides: Callable[[Settings], dict] | None = None) -> T:
+    """A job's ``main``: log to stderr, start its Spark session, run ``work(spark, settings)``, always stop Spark."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load()
+    spark = get_spark(name, settings=settings, overrides=overrides(settings) if overrides else None)
+    try:
+        return work(spark, settings)
+    finally:
+        spark.stop()
 
 
 def replace_window(frame: DataFrame, path: str, where: str, partition_by: str | None) -> int:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from jobs import features, labels
 from jobs.config import ModelConfig, load_model_config
-from jobs.settings import Settings, load
+from jobs.settings import Settings
+from jobs.spark import run_job
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -264,18 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels-version", type=int, default=None)
     parser.add_argument("--manifest-out", default=None, help="also write the manifest JSON to this local file")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from jobs.spark import get_spark
-
-    settings = load()
     config = load_model_config(args.model)
-    spark = get_spark("trainset", settings=settings)
-    try:
-        manifest = build_training_set(
+    manifest = run_job(
+        "trainset",
+        lambda spark, settings: build_training_set(
             spark, settings, config, args.as_of_start, args.as_of_end, args.features_version, args.labels_version
-        )
-    finally:
-        spark.stop()
+        ),
+    )
     print(json.dumps({k: manifest[k] for k in ("key", "path", "versions", "rows", "checksum")}))
     if args.manifest_out:
         with open(args.manifest_out, "w") as out:
