@@ -12,7 +12,7 @@ from typing import Any
 
 from jobs.config import PromotionConfig
 
-LOWER_IS_BETTER = {"log_loss", "brier", "calibration_error"}
+LOWER_IS_BETTER = {"log_loss", "brier", "calibration_error"}  # metrics where a smaller value is better
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,9 @@ def quality_gate(model: str, start: str, end: str, run_id: str, **kwargs: Any) -
     from mlplatform.notifiers import QualityGateNotifier
     from mlplatform.operators import QualityGateOperator
 
-    summary = f"{load().reports_root}/quality/{model}/{start}_{end}/summary.json"  # jobs.quality.report_dir
+    from jobs.quality import report_dir
+
+    summary = str(report_dir(load(), model, start, end) / "summary.json")
     return spark_job(
         "quality_gate",
         "jobs.quality",

@@ -29,6 +29,7 @@ import mlflow.pyfunc
 
 from jobs import trainset
 from jobs.config import ModelConfig, load_model_config
+from jobs.promotion import LOWER_IS_BETTER
 from jobs.settings import Settings, load
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 FAMILIES = ("xgboost", "pytorch")
 METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error")
-LOWER_IS_BETTER = {"log_loss", "brier", "calibration_error"}
 CHALLENGER = "challenger"
 TAG_ROLE, TAG_DAG_RUN, TAG_MODEL = "mlp.role", "mlp.dag_run_id", "mlp.model"
 TAG_VERSION, TAG_WINNER = "mlp.registered_version", "mlp.winner"
