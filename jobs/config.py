@@ -105,6 +105,20 @@ class PromotionConfig(_Strict):
     max_calibration_error: float = Field(0.05, gt=0, le=1)
     min_score_std: float = Field(0.01, ge=0)  # a near-constant score is a broken model, whatever its AUC
     max_mean_score_gap: float = Field(0.10, ge=0, le=1)  # |mean score - positive rate| on the evaluation set
+    # Slices the max_slice_drop gate compares: feature column -> ascending cut points (k cuts give k + 1 slices).
+    slices: dict[str, tuple[float, ...]] = Field(
+        default_factory=lambda: {"tenure_days": (90.0, 365.0), "amount_sum_all": (50.0, 200.0)}
+    )
+    min_slice_rows: int = Field(200, gt=0)  # a slice with fewer rows (or one class only) is reported, not gated
+    force_reason_min_chars: int = Field(10, ge=1)  # a forced promotion or a rollback must say why, in words
+
+    @field_validator("slices")
+    @classmethod
+    def _cuts(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+        for column, cuts in value.items():
+            if not cuts or list(cuts) != sorted(set(cuts)):
+                raise ValueError(f"slices.{column}: cut points must be a non-empty ascending list without repeats")
+        return value
 
 
 class AlertConfig(_Strict):
@@ -132,6 +146,15 @@ class ModelConfig(_Strict):
     alerts: AlertConfig = AlertConfig()
     training: TrainingConfig = TrainingConfig()
     promotion: PromotionConfig = PromotionConfig()
+
+    @model_validator(mode="after")
+    def _slice_columns(self) -> ModelConfig:
+        from jobs.features import feature_columns
+
+        unknown = sorted(set(self.promotion.slices) - set(feature_columns(self)))
+        if unknown:
+            raise ValueError(f"promotion.slices name columns that are not features: {unknown}")
+        return self
 
     @model_validator(mode="after")
     def _gap(self) -> ModelConfig:
