@@ -13,6 +13,10 @@ when the drift monitor asks for a retrain (conf `reason`), or from the **Trigger
    (XGBoost, PyTorch) are tracked in MLflow; the better on validation becomes a new model version with the
    `challenger` alias. The task then verifies in MLflow that the run finished, logged the model and metrics and
    registered the version; a killed pod, an OOM or an exit without a run fails it.
+4. `evaluate_and_promote` scores the challenger and the current champion on the same, most recent matured holdout
+   and applies the model's promotion gates (`promotion:` in the model config; mode `enabled`, `dry_run` or
+   `disabled`). A winner becomes `champion` (the old one `previous_champion`) by check-and-set; every decision is a
+   row in `ops/model_decisions`, tags on the versions, an HTML report in MLflow and an e-mail to the team.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param, task
 
-from jobs.tasks import features_asset, spark_job, training_command, training_task
+from jobs.tasks import features_asset, promotion_task, spark_job, training_command, training_task
 
 MODEL = "purchase_propensity"
 VERSIONS = (
@@ -38,7 +42,7 @@ REASON = (
 
 with DAG(
     dag_id=Path(__file__).stem,
-    description="pinned training set -> XGBoost + PyTorch (local or GPU pod) -> MLflow challenger, verified",
+    description="pinned training set -> XGBoost + PyTorch (local or GPU pod) -> challenger -> gated promotion",
     doc_md=__doc__,
     schedule=[features_asset(MODEL)],
     start_date=datetime(1997, 1, 1),
@@ -89,4 +93,5 @@ with DAG(
         pool="gpu",
         execution_timeout=timedelta(hours=6),
     )
-    versions >> build >> train
+    promote = promotion_task("evaluate_and_promote", MODEL, "auto", ["--reason", REASON])
+    versions >> build >> train >> promote

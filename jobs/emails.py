@@ -45,3 +45,40 @@ def quality_gate_email(summary: dict | None, **context: Any) -> tuple[str, str]:
             f"{failures} critical expectation{'s' if failures != 1 else ''} failed"
         )
     return subject, render("quality_gate.html", summary=summary, **context)
+
+
+SUBJECTS = {
+    "promoted": "v{version} promoted to champion",
+    "forced": "v{version} FORCED to champion",
+    "rejected": "v{version} rejected, champion unchanged",
+    "rolled_back": "rolled back to v{champion_after}",
+    "dry_run": "dry run for v{version}",
+}
+
+
+def promotion_email(decision: dict | None, **context: Any) -> tuple[str, str]:
+    """(subject, html) for a promotion decision; ``decision`` None or with an ``error`` means none was made."""
+    model = context["model"]
+    if decision is None or "action" not in decision:
+        subject = f"[ml-platform] {model}: promotion ERROR, no decision ({context['run_id']})"
+        decision = {"error": (decision or {}).get("error") or context.get("error") or "see the task log"}
+    else:
+        what = SUBJECTS[decision["action"]].format(
+            version=(decision.get("candidate") or {}).get("version"), champion_after=decision["champion_after"]
+        )
+        primary = decision["primary_metric"]
+        score = (decision.get("candidate") or {}).get("metrics", {}).get(primary)
+        subject = f"[ml-platform] {model}: {what}" + (f" ({primary} {score:.4f})" if score is not None else "")
+        failed = decision.get("failed_gates") or []
+        if decision["action"] == "rejected" and failed:
+            subject += f": failed {', '.join(failed)}"
+    return subject, render("promotion.html", decision=decision, metrics=_metric_rows(decision), **context)
+
+
+def _metric_rows(decision: dict) -> list[tuple[str, float | None, float | None]]:
+    """(metric, candidate, champion) rows, primary metric first."""
+    candidate = ((decision.get("candidate") or {}).get("metrics")) or {}
+    champion = ((decision.get("champion") or {}).get("metrics")) or {}
+    primary = decision.get("primary_metric")
+    names = sorted(set(candidate) | set(champion), key=lambda m: (m != primary, m))
+    return [(m, candidate.get(m), champion.get(m)) for m in names if m != "rows"]

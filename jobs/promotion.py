@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.config import ModelConfig, PromotionConfig, load_model_config
-from jobs.settings import Settings
+from jobs.settings import Settings, load
 from jobs.spark import run_job
 
 if TYPE_CHECKING:
@@ -591,9 +591,9 @@ def _finish(
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``auto|promote|rollback --model M [--version N] [--force] [--dry-run] --reason TEXT ...``.
 
-    Exit 0 with the decision as JSON on the last line; exit 3 when a manual promotion was rejected by its gates
-    (final: re-running would decide the same), exit 1 on any other failure (a stale champion included: a retry
-    re-evaluates against the new one).
+    Exit 0 with the decision as JSON on the last line; exit 3 when a manual promotion was rejected by its gates and
+    2 when the request cannot be carried out (both final: asking again gives the same answer; decision.json says
+    why); exit 1 on any other failure, a stale champion included (a retry re-evaluates against the new one).
     """
     parser = argparse.ArgumentParser(prog="python -m jobs.promotion", description="evaluate, promote, roll back")
     parser.add_argument("kind", choices=("auto", "promote", "rollback"))
@@ -624,7 +624,18 @@ def main(argv: list[str] | None = None) -> int:
             dag_run_id=args.dag_run_id,
         )
 
-    decision = run_job("promotion", work)
+    try:
+        decision = run_job("promotion", work)
+    except StaleChampionError:
+        raise  # worth a retry: it re-evaluates against the champion that is there now
+    except PromotionError as exc:
+        # Asking again would fail the same way (no such version, no reason given): say so for the operator.
+        log.error("%s", exc)
+        out = decision_dir(load(), config.name, args.dag_run_id)
+        out.mkdir(parents=True, exist_ok=True)
+        error = {"dag_run_id": args.dag_run_id, "kind": args.kind, "model": config.name, "error": str(exc)}
+        (out / "decision.json").write_text(json.dumps(error, indent=2))
+        return 2
     print(json.dumps({k: decision[k] for k in ("decision_id", "action", "champion_before", "champion_after")}))
     if args.kind == "promote" and decision["action"] == "rejected":
         log.error("rejected: %s", decision["summary"])

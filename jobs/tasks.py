@@ -112,3 +112,42 @@ def training_task(model: str, command: list[str], **kwargs: Any) -> Any:
         startup_timeout_seconds=900,  # GPU nodes scale up from zero in minutes
         **kwargs,
     )
+
+
+# Who or what started a DAG run, for the audit: "scheduled", "asset_triggered", "manual by alice", ...
+TRIGGERED_BY = (
+    "{{ dag_run.run_type | replace('DagRunType.', '') | lower }}"
+    "{% if dag_run.triggering_user_name %} by {{ dag_run.triggering_user_name }}{% endif %}"
+)
+
+
+def promotion_task(task_id: str, model: str, kind: str, args: list[str], **kwargs: Any) -> Any:
+    """``jobs.promotion <kind>`` under spark-submit: evaluate, decide, audit, move aliases, then mail the team."""
+    from mlplatform.notifiers import PromotionNotifier
+    from mlplatform.operators import PromotionOperator
+
+    from jobs.promotion import decision_dir
+
+    decision = str(decision_dir(load(), model, "{{ run_id }}") / "decision.json")
+    notifier = PromotionNotifier(model=model, decision_path=decision)
+    return spark_job(
+        task_id,
+        "jobs.promotion",
+        [
+            kind,
+            "--model",
+            model,
+            "--triggered-by",
+            TRIGGERED_BY,
+            "--dag-id",
+            "{{ dag.dag_id }}",
+            "--dag-run-id",
+            "{{ run_id }}",
+            *args,
+        ],
+        operator=PromotionOperator,
+        decision_path=decision,
+        on_success_callback=notifier,
+        on_failure_callback=notifier,
+        **kwargs,
+    )

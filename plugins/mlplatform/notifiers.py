@@ -43,3 +43,39 @@ class QualityGateNotifier(SmtpNotifier):
             summary_path=self.summary_path,
         )
         super().notify(context)
+
+
+class PromotionNotifier(SmtpNotifier):
+    """After a promotion task: mail the decision (promoted, forced, rejected, rolled back, dry run) with the metrics
+    of both sides and every gate, or the error when the task failed before deciding. Nothing to decide: no mail."""
+
+    template_fields = (*SmtpNotifier.template_fields, "decision_path")
+
+    def __init__(self, *, model: str, decision_path: str, **kwargs: Any) -> None:
+        settings = load()
+        kwargs.setdefault("smtp_conn_id", settings.smtp_conn_id)
+        kwargs.setdefault("from_email", settings.smtp_sender)
+        super().__init__(to=list(settings.alert_recipients), **kwargs)
+        self.model = model
+        self.decision_path = decision_path
+
+    def notify(self, context: Any) -> None:
+        from jobs.emails import promotion_email
+        from jobs.promotion import read_decision
+
+        ti = context["ti"]
+        decision = read_decision(self.decision_path, dag_run_id=context["run_id"])
+        if decision is not None and decision.get("action") == "skipped":
+            self.log.info("no promotion e-mail: %s", decision.get("summary"))
+            return
+        self.to = recipients(self.model)
+        self.subject, self.html_content = promotion_email(
+            decision,
+            model=self.model,
+            dag_id=ti.dag_id,
+            task_id=ti.task_id,
+            run_id=context["run_id"],
+            log_url=getattr(ti, "log_url", ""),
+            error=str(context.get("exception") or ""),
+        )
+        super().notify(context)

@@ -1,5 +1,6 @@
-"""Operators: the data-quality gate (a SparkSubmitOperator that tells a failed check from a failed job) and the
-two training backends (a local subprocess and a Kubernetes GPU pod), both verified against MLflow."""
+"""Operators: the data-quality gate and the promotion job (SparkSubmitOperators that tell a final verdict from a
+failed job), and the two training backends (a local subprocess and a Kubernetes GPU pod), both verified against
+MLflow."""
 
 from __future__ import annotations
 
@@ -130,3 +131,54 @@ def training_pod_operator(**kwargs: Any) -> Any:
             return _verify(self.model, context["run_id"], self.log)
 
     return TrainingPodOperator(**kwargs)
+
+
+class PromotionOperator(SparkSubmitOperator):
+    """Run ``jobs.promotion`` (evaluate, decide, audit, move aliases) under spark-submit.
+
+    A manual promotion that the gates refused, or a request that cannot be carried out (no such version, no
+    reason), is final at once: asking again gives the same answer. A stale check-and-set or a crash is retried,
+    and the retry evaluates against the champion that is there by then. Returns the decision's outline for XCom.
+    """
+
+    template_fields = (*SparkSubmitOperator.template_fields, "decision_path")
+
+    def __init__(self, *, decision_path: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decision_path = decision_path
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from jobs.promotion import read_decision
+
+        started = time.time()
+        try:
+            super().execute(context)
+        except Exception as exc:
+            decision = _fresh(read_decision(self.decision_path, context["run_id"]), self.decision_path, started)
+            if decision and decision.get("error"):
+                raise AirflowFailException(f"promotion refused: {decision['error']}; not retried") from exc
+            if decision and decision.get("kind") == "promote" and decision.get("action") == "rejected":
+                raise AirflowFailException(
+                    f"{decision['summary']} Report: {decision['report']}. Force it with a reason if you must."
+                ) from exc
+            raise
+        decision = _fresh(read_decision(self.decision_path, context["run_id"]), self.decision_path, started)
+        if decision is None or "action" not in decision:
+            raise AirflowFailException(f"the promotion job exited 0 but wrote no decision at {self.decision_path}")
+        self.log.info("%s", decision["summary"])
+        if decision.get("report"):
+            self.log.info("evaluation report: %s", decision["report"])
+        return {
+            k: decision.get(k)
+            for k in ("decision_id", "action", "champion_before", "champion_after", "report", "evaluation_run_id")
+        }
+
+
+def _fresh(decision: dict | None, path: str, since: float) -> dict | None:
+    """``decision`` only if its file was written by this try (a retry must not read the previous try's)."""
+    import os
+
+    try:
+        return decision if decision is not None and os.path.getmtime(path) >= since - 1 else None
+    except OSError:
+        return None

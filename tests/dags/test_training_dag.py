@@ -36,7 +36,14 @@ def test_training_runs_on_the_features_asset_in_the_gpu_pool(monkeypatch) -> Non
     from jobs.tasks import features_asset
 
     assert features_asset("purchase_propensity") in dag.timetable.asset_condition.objects
-    assert [t.task_id for t in dag.topological_sort()] == ["pin_versions", "build_training_set", "train"]
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "pin_versions",
+        "build_training_set",
+        "train",
+        "evaluate_and_promote",
+    ]
+    promote = dag.get_task("evaluate_and_promote")
+    assert type(promote).__name__ == "PromotionOperator" and promote.application_args[1] == "auto"
     train = dag.get_task("train")
     assert type(train).__name__ == "LocalTrainingOperator" and train.pool == "gpu"
     assert train.command[:3] == ["python", "-m", "jobs.train"]

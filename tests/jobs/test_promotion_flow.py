@@ -6,117 +6,39 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 
-from jobs import promotion, trainset
+from jobs import promotion
 from jobs.config import load_model_config
-from jobs.features import feature_columns
+from tests.registry_helpers import NOISE, STRONG, WEAK, register, synthetic_frame, write_training_set
 
 pytestmark = pytest.mark.slow
-KEY = "ts-test-evaluation"
-
-
-def _frame(rows: int, seed: int, start: date):
-    """Synthetic gold features with a label that recency and recent purchases really predict."""
-    import numpy as np
-    import pandas as pd
-
-    config = load_model_config("purchase_propensity")
-    rng = np.random.default_rng(seed)
-    data = {c: rng.gamma(2.0, 20.0, rows) for c in feature_columns(config)}
-    data["recency_days"] = rng.integers(0, 400, rows).astype(float)
-    data["tenure_days"] = data["recency_days"] + rng.integers(0, 500, rows)
-    data["txn_count_90d"] = rng.poisson(1.0, rows).astype(float)
-    data["amount_sum_all"] = rng.gamma(1.5, 80.0, rows)
-    logit = -0.5 - data["recency_days"] / 80.0 + 0.9 * data["txn_count_90d"] + 0.002 * data["amount_sum_all"]
-    frame = pd.DataFrame(data)
-    frame["label"] = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype("int32")
-    frame.insert(0, "customer_id", np.arange(rows).astype("int64"))
-    frame.insert(1, "as_of_date", [start + timedelta(days=int(d)) for d in rng.integers(0, 50, rows)])
-    return frame
 
 
 @pytest.fixture(scope="module")
 def data():
-    return {"train": _frame(6000, 1, date(1997, 3, 1)), "holdout": _frame(6000, 2, date(1997, 9, 1))}
+    return {
+        "train": synthetic_frame(6000, 1, date(1997, 3, 1)),
+        "holdout": synthetic_frame(6000, 2, date(1997, 9, 1)),
+    }
 
 
 @pytest.fixture()
 def registry(settings, data, tmp_path, monkeypatch):
-    """A fresh MLflow store and a training set ``KEY`` whose holdout is the evaluation set."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("MLP_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    """A fresh MLflow store and a training set whose holdout is the evaluation set."""
     import mlflow
 
     from jobs.settings import load
 
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLP_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])  # the client library keeps the last URI it was given
-
     settings = load()
     config = load_model_config("purchase_propensity")
-    path = trainset.set_path(settings, config, KEY)
-    rows = {}
-    for split in trainset.SPLITS:
-        frame = data["holdout" if split == "holdout" else "train"]
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), f"{_mkdir(path, split)}/part-0.parquet")
-        rows[split] = len(frame)
-    manifest = {
-        "key": KEY,
-        "rows": rows,
-        "checksum": "123",
-        "versions": {"features": 7, "labels": 5},
-        "split": {"holdout": ["1997-09-01", "1997-10-20"]},
-    }
-    (_mkdir(path, trainset.MANIFEST) / "part-00000.txt").write_text(json.dumps(manifest))
+    write_training_set(settings, config, data["train"], data["holdout"])
     return settings, config
-
-
-def _mkdir(path: str, name: str):
-    from pathlib import Path
-
-    folder = Path(path) / (name if name == trainset.MANIFEST else f"split={name}")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _register(config, frame, columns: list[str], rounds: int = 60) -> int:
-    """Train XGBoost on ``columns`` of ``frame``, register it with the challenger alias; return the version."""
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
-
-    from jobs.train import train_xgboost
-
-    small = config.model_copy(
-        update={
-            "training": config.training.model_copy(
-                update={"xgboost": config.training.xgboost.model_copy(update={"n_estimators": rounds})}
-            )
-        }
-    )
-    model, _ = train_xgboost(frame, frame, columns, small, "cpu")
-    mlflow.set_experiment(config.name)
-    with mlflow.start_run():
-        example = frame[columns].head(5)
-        logged = mlflow.pyfunc.log_model(
-            name="model", python_model=model, signature=infer_signature(example, model.predict(None, example))
-        )
-    version = int(mlflow.register_model(logged.model_uri, config.name).version)
-    client = MlflowClient()
-    client.set_model_version_tag(config.name, str(version), "trainset", KEY)
-    client.set_model_version_tag(config.name, str(version), "family", "xgboost")
-    client.set_registered_model_alias(config.name, promotion.CHALLENGER, str(version))
-    return version
-
-
-WEAK = ["tenure_days"]  # knows a little: calibrated, but a low AUC
-NOISE = ["mean_gap_days"]  # unrelated to the label in this data
-STRONG = ["recency_days", "tenure_days", "txn_count_90d", "amount_sum_all"]
 
 
 def _with(config, **gates):
@@ -132,19 +54,19 @@ def _aliases(config) -> dict[str, int]:
 def test_worse_challenger_is_refused_better_one_promoted_and_rollback_restores(spark, registry, data) -> None:
     settings, config = registry
     config = _with(config, min_primary=0.55)
-    weak = _register(config, data["train"], WEAK)
+    weak = register(config, data["train"], WEAK)
 
     first = promotion.decide(spark, settings, config, kind="auto", dag_run_id="run-1", triggered_by="asset_triggered")
     assert first["action"] == "promoted" and first["champion"] is None, first["summary"]
     assert _aliases(config)["champion"] == weak
 
-    worse = _register(config, data["train"], NOISE)
+    worse = register(config, data["train"], NOISE)
     second = promotion.decide(spark, settings, config, kind="auto", dag_run_id="run-2")
     assert second["action"] == "rejected" and "min_lift" in second["failed_gates"]
     assert _aliases(config)["champion"] == weak, "a rejected challenger never moves the champion"
     assert _aliases(config)["challenger"] == worse
 
-    better = _register(config, data["train"], STRONG)
+    better = register(config, data["train"], STRONG)
     third = promotion.decide(spark, settings, config, kind="auto", dag_run_id="run-3")
     assert third["action"] == "promoted" and third["failed_gates"] == []
     assert third["candidate"]["metrics"]["roc_auc"] > third["champion"]["metrics"]["roc_auc"] + 0.05
@@ -191,7 +113,7 @@ def test_worse_challenger_is_refused_better_one_promoted_and_rollback_restores(s
 
 def test_dry_run_and_disabled_move_nothing_but_are_audited(spark, registry, data) -> None:
     settings, config = registry
-    version = _register(config, data["train"], STRONG)
+    version = register(config, data["train"], STRONG)
     dry = promotion.decide(spark, settings, _with(config, mode="dry_run"), kind="auto", dag_run_id="dry")
     assert dry["action"] == "dry_run" and dry["gates_passed"]
     assert "champion" not in _aliases(config)
@@ -207,10 +129,10 @@ def test_a_stale_check_and_set_fails_and_leaves_the_other_promotion_alone(spark,
 
     settings, config = registry
     config = _with(config, min_primary=0.55)
-    first = _register(config, data["train"], WEAK)
+    first = register(config, data["train"], WEAK)
     promotion.decide(spark, settings, config, kind="auto", dag_run_id="a")
-    other = _register(config, data["train"], WEAK, rounds=20)
-    challenger = _register(config, data["train"], STRONG)
+    other = register(config, data["train"], WEAK, rounds=20)
+    challenger = register(config, data["train"], STRONG)
 
     # The pure check-and-set: the champion is v1, not the v2 this caller evaluated against.
     client = MlflowClient()
@@ -238,9 +160,9 @@ def test_a_stale_check_and_set_fails_and_leaves_the_other_promotion_alone(spark,
 def test_manual_promotion_is_gated_unless_forced_with_a_reason(spark, registry, data) -> None:
     settings, config = registry
     config = _with(config, min_primary=0.55)
-    strong = _register(config, data["train"], STRONG)
+    strong = register(config, data["train"], STRONG)
     promotion.decide(spark, settings, config, kind="auto", dag_run_id="auto")
-    weak = _register(config, data["train"], WEAK)
+    weak = register(config, data["train"], WEAK)
 
     refused = promotion.decide(spark, settings, config, kind="promote", version=weak, dag_run_id="m1")
     assert refused["action"] == "rejected" and _aliases(config)["champion"] == strong
@@ -267,6 +189,6 @@ def test_manual_promotion_is_gated_unless_forced_with_a_reason(spark, registry, 
 
 def test_rollback_without_a_previous_champion_says_so(spark, registry, data) -> None:
     settings, config = registry
-    _register(config, data["train"], STRONG)
+    register(config, data["train"], STRONG)
     with pytest.raises(promotion.PromotionError, match="no previous_champion"):
         promotion.decide(spark, settings, config, kind="rollback", reason="just in case it breaks")
