@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import subprocess
 import sys
 import time
 from datetime import date, timedelta
 
-from jobs import cdnow, clean, features, ingest, labels, quality, train, trainset
+from jobs import cdnow, clean, features, ingest, labels, promotion, quality, train, trainset
 from jobs.config import load_model_config
 from jobs.settings import load
 
@@ -36,34 +37,34 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = time.monotonic() - t0
         return out
 
-    log.info("step 1/8: replaying CDNOW %s..%s into %s", args.start, args.end, settings.landing_root)
+    log.info("step 1/9: replaying CDNOW %s..%s into %s", args.start, args.end, settings.landing_root)
     replayed = step("replay", cdnow.replay, settings.landing_root, args.start, args.end)
 
     from jobs.spark import get_spark
 
     spark = get_spark("demo", settings=settings)
     try:
-        log.info("step 2/8: ingest landing -> bronze (%s..%s, one Spark job)", args.start, backfill_end)
+        log.info("step 2/9: ingest landing -> bronze (%s..%s, one Spark job)", args.start, backfill_end)
         step("ingest", ingest.ingest, spark, settings, args.start, backfill_end, "demo-backfill")
-        log.info("step 3/8: clean bronze -> silver + quarantine")
+        log.info("step 3/9: clean bronze -> silver + quarantine")
         cleaned = step("clean", clean.clean, spark, settings, args.start, backfill_end, "demo-backfill")
-        log.info("step 4/8: point-in-time features for every customer and day (backfill)")
+        log.info("step 4/9: point-in-time features for every customer and day (backfill)")
         built = step(
             "features", features.build_features, spark, settings, config, args.start, backfill_end, "demo-backfill"
         )
-        log.info("step 5/8: labels whose %d-day horizon has matured", config.label.horizon_days)
+        log.info("step 5/9: labels whose %d-day horizon has matured", config.label.horizon_days)
         step("labels", labels.build_labels, spark, settings, config, args.start, backfill_end, "demo")
-        log.info("step 6/8: one nightly increment for %s, as the scheduler would run it", args.end)
+        log.info("step 6/9: one nightly increment for %s, as the scheduler would run it", args.end)
         t0 = time.monotonic()
         ingest.ingest(spark, settings, args.end, args.end, "demo-nightly")
         nightly_clean = clean.clean(spark, settings, args.end, args.end, "demo-nightly")
         nightly = features.build_features(spark, settings, config, args.end, args.end, "demo-nightly")
         labels.build_labels(spark, settings, config, args.end, args.end, "demo-nightly")
         timings["nightly"] = time.monotonic() - t0
-        log.info("step 7/8: data-quality gate (Great Expectations) on the night's bronze, silver and gold")
+        log.info("step 7/9: data-quality gate (Great Expectations) on the night's bronze, silver and gold")
         gate = step("quality_gate", quality.run_gate, spark, settings, config, args.end, args.end, "demo-nightly")
         log.info("%s", quality.describe(gate))
-        log.info("step 8/8: training set at pinned Delta versions, then XGBoost vs PyTorch, tracked in MLflow")
+        log.info("step 8/9: training set at pinned Delta versions, then XGBoost vs PyTorch, tracked in MLflow")
         versions = trainset.pin_versions(settings)
         manifest = step(
             "training_set",
@@ -107,6 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     timings["train"] = time.monotonic() - t0
     trained = train.verify_training_run(settings, MODEL, "demo")
 
+    # Exactly what the training DAG's evaluate_and_promote task submits (here without Airflow, so without e-mail).
+    log.info("step 9/9: challenger vs champion on the newest matured holdout, promotion gates, audit")
+    t0 = time.monotonic()
+    run_id = f"demo-{int(time.time())}"
+    promote = [sys.executable, "-m", "jobs.promotion", "auto", "--model", MODEL, "--dag-run-id", run_id]
+    promote += ["--triggered-by", "make demo", "--reason", "make demo"]
+    # Its log streams to stderr as it goes; the last line of stdout is the decision's outline.
+    result = subprocess.run(promote, check=True, stdout=subprocess.PIPE, text=True)
+    timings["promotion"] = time.monotonic() - t0
+    outline = json.loads(result.stdout.strip().splitlines()[-1])
+    decision = promotion.read_decision(promotion.decision_dir(settings, MODEL, run_id) / "decision.json")
+
     landed = replayed.rows
     accounted = cleaned.landed + nightly_clean.landed
     ok = accounted == landed and silver_rows == cleaned.accepted + nightly_clean.accepted
@@ -133,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{trained['version']} @challenger; holdout ROC AUC {trained['holdout_roc_auc']:.3f}, "
                 f"PR AUC {trained['holdout_pr_auc']:.3f}, log loss {trained['holdout_log_loss']:.3f}, "
                 f"Brier {trained['holdout_brier']:.3f}",
+                f"promotion  : {decision['summary'] if decision else outline} "
+                f"[{outline['action']}; audit {lake}/ops/model_decisions; report {decision and decision['report']}]",
                 f"mlflow     : {settings.mlflow_tracking_uri} (browse: .venv/bin/mlflow ui --backend-store-uri "
                 f"{settings.mlflow_tracking_uri})",
                 "timings    : " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
@@ -140,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"where      : Delta tables under {lake}/(bronze|silver|quarantine|ops|gold); "
                 f"reports under {settings.reports_root}",
                 "",
-                "Built so far: landing -> bronze -> silver -> gold features + labels -> data-quality gate -> training.",
-                "Not built yet (open issues): promotion, batch inference, drift monitoring and alerts.",
+                "Built so far: landing -> bronze -> silver -> gold features + labels -> data-quality gate -> training"
+                " -> gated promotion (rollback: the rollback_model DAG or python -m jobs.promotion rollback).",
+                "Not built yet (open issues): batch inference, drift monitoring and alerts.",
             ]
         )
     )

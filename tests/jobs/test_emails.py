@@ -84,3 +84,70 @@ def test_makefile_smtp_connection_matches_the_settings(monkeypatch) -> None:
     line = next(x for x in (REPO / "Makefile").read_text().splitlines() if "AIRFLOW_CONN_SMTP_DEFAULT" in x)
     exported = json.loads(re.sub(r"^export AIRFLOW_CONN_SMTP_DEFAULT \?= ", "", line))
     assert exported == json.loads(load().smtp_connection_json())
+
+
+DECISION = {
+    "decision_id": "purchase_propensity/manual__1/promote",
+    "model": "purchase_propensity",
+    "kind": "promote",
+    "action": "rejected",
+    "mode": "enabled",
+    "primary_metric": "roc_auc",
+    "summary": "v4 was not promoted (roc_auc 0.7000 vs champion v3 0.7500): failed min_lift.",
+    "candidate": {"version": 4, "family": "pytorch", "metrics": {"roc_auc": 0.7, "log_loss": 0.41, "rows": 9.0}},
+    "champion": {"version": 3, "family": "xgboost", "metrics": {"roc_auc": 0.75, "log_loss": 0.39, "rows": 9.0}},
+    "champion_before": 3,
+    "champion_after": 3,
+    "previous_champion_after": 2,
+    "gates": [
+        {"name": "min_lift", "passed": False, "observed": -0.05, "threshold": 0.002, "detail": "<b>x</b>"},
+        {"name": "min_primary", "passed": True, "observed": 0.7, "threshold": 0.65, "detail": ""},
+    ],
+    "failed_gates": ["min_lift"],
+    "evaluation_set": {"key": "ts-1", "holdout": ["1998-01-01", "1998-02-25"], "rows": 9},
+    "triggered_by": "manual by alice",
+    "reason": "try it",
+    "report": "file:///reports/evaluation/purchase_propensity/manual__1/index.html",
+    "evaluation_run_id": "abc123",
+    "dag_run_id": "manual__1",
+}
+PROMOTION_CONTEXT = {
+    "model": "purchase_propensity",
+    "dag_id": "promote_model",
+    "task_id": "promote",
+    "run_id": "manual__1",
+    "log_url": "http://localhost:8080/log",
+}
+
+
+def test_rejection_mail_has_both_sides_metrics_every_gate_and_the_report() -> None:
+    subject, html = emails.promotion_email(DECISION, **PROMOTION_CONTEXT)
+    assert subject == (
+        "[ml-platform] purchase_propensity: v4 rejected, champion unchanged (roc_auc 0.7000): failed min_lift"
+    )
+    assert "<b>roc_auc</b> (primary)</td>\n      <td>0.70000</td><td>0.75000</td>" in html
+    assert html.index("roc_auc") < html.index("log_loss"), "primary metric first"
+    assert "-0.05000" in html and "FAIL" in html and "&lt;b&gt;x&lt;/b&gt;" in html  # gate details are escaped
+    for text in (DECISION["report"], "abc123", "manual by alice", "try it", "1998-01-01 .. 1998-02-25"):
+        assert text in html
+    assert "rollback_model" in html, "the mail says how to undo"
+
+
+def test_promotion_and_rollback_subjects() -> None:
+    promoted = {**DECISION, "action": "promoted", "failed_gates": [], "champion_after": 4}
+    assert emails.promotion_email(promoted, **PROMOTION_CONTEXT)[0] == (
+        "[ml-platform] purchase_propensity: v4 promoted to champion (roc_auc 0.7000)"
+    )
+    # A rollback whose evaluation could not run still mails, without metrics.
+    rolled = {**DECISION, "action": "rolled_back", "candidate": {"version": 2}, "champion": None, "gates": []}
+    rolled.pop("evaluation_set")
+    subject, html = emails.promotion_email({**rolled, "champion_after": 2}, **PROMOTION_CONTEXT)
+    assert subject == "[ml-platform] purchase_propensity: rolled back to v2"
+    assert "Metrics on the same evaluation set" not in html
+
+
+def test_mail_when_the_promotion_task_failed_before_deciding() -> None:
+    subject, html = emails.promotion_email(None, **PROMOTION_CONTEXT, error="Cannot execute: spark-submit")
+    assert "promotion ERROR" in subject and "no alias moved" in html and "Cannot execute: spark-submit" in html
+    refused = {"dag_run_id": "manual__1", "error": "purchase_propensity has no version 99"}
+    assert "has no version 99" in emails.promotion_email(refused, **PROMOTION_CONTEXT)[1]

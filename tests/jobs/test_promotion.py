@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from jobs.config import PromotionConfig
 from jobs.promotion import Evaluation, should_promote
 
@@ -66,3 +68,47 @@ def test_lower_is_better_metrics_count_a_decrease_as_lift() -> None:
     )
     assert should_promote(challenger, champion, gates, "log_loss").promote
     assert not should_promote(champion, challenger, gates, "log_loss").promote
+
+
+def _config_with(tmp_path, **promotion):
+    import yaml
+
+    from jobs.config import load_model_config
+    from jobs.settings import REPO_ROOT
+
+    raw = yaml.safe_load((REPO_ROOT / "include/models/purchase_propensity.yaml").read_text())
+    raw["promotion"].update(promotion)
+    path = tmp_path / "purchase_propensity.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_model_config(path)
+
+
+def test_promotion_config_rejects_unknown_slice_columns_and_bad_cuts_by_name(tmp_path) -> None:
+    import pytest
+
+    from jobs.config import ConfigError
+
+    assert _config_with(tmp_path).promotion.mode == "enabled"
+    with pytest.raises(ConfigError, match=re.escape("promotion.slices name columns that are not features: ['age']")):
+        _config_with(tmp_path, slices={"age": [30, 60]})
+    with pytest.raises(ConfigError, match=r"promotion\.slices.*ascending"):
+        _config_with(tmp_path, slices={"tenure_days": [365, 90]})
+    with pytest.raises(ConfigError, match=r"promotion\.mode"):
+        _config_with(tmp_path, mode="sometimes")
+
+
+def test_slices_label_every_row_including_missing_values() -> None:
+    import pandas as pd
+
+    from jobs.evaluation import slice_labels
+
+    frame = pd.DataFrame({"tenure_days": [10, 90, 200, 365, 900, None]})
+    labels = slice_labels(frame, {"tenure_days": (90.0, 365.0)})["tenure_days"].tolist()
+    assert labels == [
+        "tenure_days<90",
+        "tenure_days[90,365)",
+        "tenure_days[90,365)",
+        "tenure_days>=365",
+        "tenure_days>=365",
+        "tenure_days=missing",
+    ]
