@@ -121,6 +121,27 @@ class PromotionConfig(_Strict):
         return value
 
 
+class DriftConfig(_Strict):
+    """Drift monitoring and its alert policy (see jobs/alerts.py's should_alert)."""
+
+    window_days: int = Field(1, gt=0, le=90)  # current window: the as-of dates (D - window_days, D]
+    report_sample_rows: int = Field(50_000, gt=0)  # rows per side in the HTML report (decisions use every row)
+    max_drifted_share: float = Field(0.3, gt=0, le=1)  # a window drifts when this share of features drifts
+    weight_by_importance: bool = False  # the share weighted by the champion's feature importance
+    persistence_k: int = Field(3, gt=0)  # an episode: k drifted windows among the last n, the latest included
+    persistence_n: int = Field(5, gt=0)
+    cooldown_days: int = Field(30, ge=0)  # no second mail (nor drift retrain) for the model within this
+    max_performance_drop: float = Field(0.05, ge=0)  # primary metric at promotion minus on matured labels
+    retrain_on_drift: bool = True
+    retrain_on_performance_drop: bool = True
+
+    @model_validator(mode="after")
+    def _persistence(self) -> DriftConfig:
+        if self.persistence_k > self.persistence_n:
+            raise ValueError(f"persistence_k ({self.persistence_k}) must be <= persistence_n ({self.persistence_n})")
+        return self
+
+
 class AlertConfig(_Strict):
     """Who hears about this model (data-quality failures, promotions, drift); empty: MLP_ALERT_RECIPIENTS."""
 
@@ -146,6 +167,7 @@ class ModelConfig(_Strict):
     alerts: AlertConfig = AlertConfig()
     training: TrainingConfig = TrainingConfig()
     promotion: PromotionConfig = PromotionConfig()
+    drift: DriftConfig = DriftConfig()
 
     @model_validator(mode="after")
     def _slice_columns(self) -> ModelConfig:

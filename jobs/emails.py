@@ -82,3 +82,43 @@ def _metric_rows(decision: dict) -> list[tuple[str, float | None, float | None]]
     primary = decision.get("primary_metric")
     names = sorted(set(candidate) | set(champion), key=lambda m: (m != primary, m))
     return [(m, candidate.get(m), champion.get(m)) for m in names if m != "rows"]
+
+
+def drift_email(summary: dict, retrain_run_id: str | None, **context: Any) -> tuple[str, str]:
+    """(subject, html) for a drift episode: what drifted and by how much, the report, whether retraining started."""
+    from datetime import date, timedelta
+
+    from jobs.config import load_model_config
+
+    drifted = sorted((c for c in summary["columns"] if c["drifted"]), key=lambda c: -c["score"])
+    features = [c for c in summary["columns"] if c["column"] != "score"]
+    cooldown = load_model_config(summary["model"]).drift.cooldown_days
+    quiet_until = date.fromisoformat(summary["as_of_date"]) + timedelta(days=cooldown)
+    subject = (
+        f"[ml-platform] DRIFT {summary['model']} {summary['as_of_date']}: "
+        f"{sum(c['drifted'] for c in features)} of {len(features)} features drifted"
+        + (", predictions drifted" if summary["prediction"]["drifted"] else "")
+        + (", retraining started" if retrain_run_id else ", no retraining")
+    )
+    html = render(
+        "drift_alert.html",
+        s=summary,
+        drifted=drifted[:15],
+        more=max(len(drifted) - 15, 0),
+        retrain_run_id=retrain_run_id,
+        quiet_until=quiet_until,
+        cooldown_days=cooldown,
+        **context,
+    )
+    return subject, html
+
+
+def send(model: str, subject: str, html: str) -> list[str]:
+    """Send through the ``smtp_default`` connection with Airflow's SMTP provider (outside a task: the demo)."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    settings = load()
+    to = recipients(model)
+    with SmtpHook(smtp_conn_id=settings.smtp_conn_id) as hook:
+        hook.send_email_smtp(to=to, subject=subject, html_content=html, from_email=settings.smtp_sender)
+    return to

@@ -11,21 +11,28 @@ from jobs.quality import read_summary
 from jobs.settings import load
 
 
-class QualityGateNotifier(SmtpNotifier):
-    """On a failed gate task: mail which expectations failed, observed vs expected, and where the report is.
+class _TeamNotifier(SmtpNotifier):
+    """An e-mail to a model's team through the platform's SMTP connection and sender.
 
     The recipients come from the model config (``alerts.recipients``), else from MLP_ALERT_RECIPIENTS; they are
     resolved when the mail is sent, not when the DAG file is parsed.
     """
 
-    template_fields = (*SmtpNotifier.template_fields, "summary_path")
-
-    def __init__(self, *, model: str, summary_path: str, **kwargs: Any) -> None:
+    def __init__(self, *, model: str, **kwargs: Any) -> None:
         settings = load()
         kwargs.setdefault("smtp_conn_id", settings.smtp_conn_id)
         kwargs.setdefault("from_email", settings.smtp_sender)
         super().__init__(to=list(settings.alert_recipients), **kwargs)
         self.model = model
+
+
+class QualityGateNotifier(_TeamNotifier):
+    """On a failed gate task: mail which expectations failed, observed vs expected, and where the report is."""
+
+    template_fields = (*SmtpNotifier.template_fields, "summary_path")
+
+    def __init__(self, *, model: str, summary_path: str, **kwargs: Any) -> None:
+        super().__init__(model=model, **kwargs)
         self.summary_path = summary_path
 
     def notify(self, context: Any) -> None:
@@ -45,18 +52,14 @@ class QualityGateNotifier(SmtpNotifier):
         super().notify(context)
 
 
-class PromotionNotifier(SmtpNotifier):
+class PromotionNotifier(_TeamNotifier):
     """After a promotion task: mail the decision (promoted, forced, rejected, rolled back, dry run) with the metrics
     of both sides and every gate, or the error when the task failed before deciding. Nothing to decide: no mail."""
 
     template_fields = (*SmtpNotifier.template_fields, "decision_path")
 
     def __init__(self, *, model: str, decision_path: str, **kwargs: Any) -> None:
-        settings = load()
-        kwargs.setdefault("smtp_conn_id", settings.smtp_conn_id)
-        kwargs.setdefault("from_email", settings.smtp_sender)
-        super().__init__(to=list(settings.alert_recipients), **kwargs)
-        self.model = model
+        super().__init__(model=model, **kwargs)
         self.decision_path = decision_path
 
     def notify(self, context: Any) -> None:
@@ -77,5 +80,34 @@ class PromotionNotifier(SmtpNotifier):
             run_id=context["run_id"],
             log_url=getattr(ti, "log_url", ""),
             error=str(context.get("exception") or ""),
+        )
+        super().notify(context)
+
+
+class DriftAlertNotifier(_TeamNotifier):
+    """A drift episode: what drifted and by how much, the report, and whether retraining was started."""
+
+    template_fields = (*SmtpNotifier.template_fields, "summary_path", "retrain_run_id")
+
+    def __init__(self, *, model: str, summary_path: str, retrain_run_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(model=model, **kwargs)
+        self.summary_path = summary_path
+        self.retrain_run_id = retrain_run_id
+
+    def notify(self, context: Any) -> None:
+        from jobs.drift import read_summary as read_drift_summary
+        from jobs.emails import drift_email
+
+        summary = read_drift_summary(self.summary_path)
+        if summary is None:
+            raise FileNotFoundError(f"no drift summary at {self.summary_path}; nothing to mail")
+        ti = context["ti"]
+        self.to = recipients(self.model)
+        self.subject, self.html_content = drift_email(
+            summary,
+            self.retrain_run_id,
+            dag_id=ti.dag_id,
+            run_id=context["run_id"],
+            log_url=getattr(ti, "log_url", ""),
         )
         super().notify(context)

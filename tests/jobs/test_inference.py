@@ -1,0 +1,86 @@
+"""Batch inference on real Spark, Delta and an MLflow registry: the champion resolved to a concrete version, every
+customer of the date scored through MLflow's spark_udf, and a re-run of one date that leaves the others alone."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import pytest
+
+from jobs import inference, promotion
+from jobs.config import load_model_config
+from jobs.features import GOLD_TABLE
+from tests.registry_helpers import STRONG, WEAK, register, synthetic_frame
+
+pytestmark = pytest.mark.slow
+DAYS = (date(1998, 1, 1), date(1998, 1, 2))
+
+
+@pytest.fixture()
+def lake(spark, settings, tmp_path, monkeypatch):
+    """Gold features for two as-of dates and a registry with a champion (v1) and another version (v2)."""
+    import mlflow
+
+    from jobs.settings import load
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLP_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    settings, config = load(), load_model_config("purchase_propensity")
+    gold = synthetic_frame(1200, 3, DAYS[0]).drop(columns="label")
+    gold["as_of_date"] = [DAYS[i % 2] for i in range(len(gold))]
+    spark.createDataFrame(gold).write.format("delta").save(settings.table_path(*GOLD_TABLE))
+    train = synthetic_frame(3000, 1, date(1997, 3, 1))
+    first, second = register(config, train, STRONG), register(config, train, WEAK)
+    mlflow.MlflowClient().set_registered_model_alias(config.name, promotion.CHAMPION, str(first))
+    return settings, config, first, second
+
+
+def _predictions(spark, settings):
+    return spark.read.format("delta").load(settings.table_path(*inference.PREDICTIONS_TABLE))
+
+
+def _score_sums(spark, settings) -> dict:
+    return {r[0]: r[1] for r in _predictions(spark, settings).groupBy("as_of_date").agg({"score": "sum"}).collect()}
+
+
+def test_scores_every_customer_with_the_resolved_champion_and_rerun_replaces_one_date(spark, lake) -> None:
+    from mlflow import MlflowClient
+
+    settings, config, first, second = lake
+    for day in DAYS:
+        outline = inference.run_inference(spark, settings, config, day, f"run-{day}")
+        assert outline["rows"] == 600 and outline["version"] == first and outline["uri"].endswith(f"/{first}")
+    before = {
+        r.as_of_date: r for r in _predictions(spark, settings).groupBy("as_of_date").agg({"score": "sum"}).collect()
+    }
+    frame = _predictions(spark, settings)
+    assert frame.count() == 1200 and frame.select("customer_id", "as_of_date").distinct().count() == 1200
+    assert frame.where("score < 0 OR score > 1 OR score IS NULL").count() == 0
+    assert {r.model_version for r in frame.select("model_version").distinct().collect()} == {first}
+
+    # The champion changes; re-running the first date alone replaces only that date.
+    MlflowClient().set_registered_model_alias(config.name, promotion.CHAMPION, str(second))
+    inference.run_inference(spark, settings, config, DAYS[0], "rerun")
+    frame = _predictions(spark, settings)
+    assert frame.count() == 1200, "a re-run replaces, never duplicates"
+    versions = {
+        (r.as_of_date, r.model_version, r.run_id)
+        for r in frame.select("as_of_date", "model_version", "run_id").distinct().collect()
+    }
+    assert versions == {(DAYS[0], second, "rerun"), (DAYS[1], first, f"run-{DAYS[1]}")}
+    after = _score_sums(spark, settings)
+    assert after[DAYS[1]] == before[DAYS[1]], "the other date's scores are untouched"
+    assert after[DAYS[0]] != before[DAYS[0]]
+
+
+def test_no_champion_or_no_features_is_a_clear_error(spark, lake) -> None:
+    from mlflow import MlflowClient
+
+    settings, config, _, _ = lake
+    with pytest.raises(ValueError, match="no gold features for purchase_propensity as of 1999-01-01"):
+        inference.run_inference(spark, settings, config, date(1999, 1, 1), "r")
+    MlflowClient().delete_registered_model_alias(config.name, promotion.CHAMPION)
+    with pytest.raises(inference.NoChampionError, match="has no @champion"):
+        inference.run_inference(spark, settings, config, DAYS[0], "r")
