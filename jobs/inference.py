@@ -81,7 +81,7 @@ def predictions(
     )
 
 
-def _model_columns(model_uri: str, config: ModelConfig) -> list[str]:
+def model_columns(model_uri: str, config: ModelConfig) -> list[str]:
     """The inputs the model's signature names (they are gold feature columns)."""
     from mlflow.models import get_model_info
 
@@ -101,7 +101,7 @@ def run_inference(
 
     champion = resolve_champion(settings, config.name)
     log.info("scoring %s as of %s with %s (run %s)", config.name, as_of, champion["uri"], champion["run_id"])
-    columns = _model_columns(champion["uri"], config)
+    columns = model_columns(champion["uri"], config)
     gold = spark.read.format("delta").load(settings.table_path(*GOLD_TABLE)).where(F.col("as_of_date") == F.lit(as_of))
     frame = predictions(gold, config, champion, columns, run_id)
     where = f"model = '{config.name}' AND as_of_date = '{as_of.isoformat()}'"

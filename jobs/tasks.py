@@ -151,3 +151,20 @@ def promotion_task(task_id: str, model: str, kind: str, args: list[str], **kwarg
         on_failure_callback=notifier,
         **kwargs,
     )
+
+
+def drift_task(model: str, as_of: str, **kwargs: Any) -> Any:
+    """``jobs.drift`` for the window ending ``as_of`` (a template); its XCom is the alert decision."""
+    from mlplatform.operators import DriftMonitorOperator
+
+    from jobs.drift import report_dir
+
+    return spark_job(
+        "monitor_drift",
+        "jobs.drift",
+        ["--model", model, "--date", as_of, "--run-id", "{{ run_id }}"],
+        operator=DriftMonitorOperator,
+        summary_path=str(report_dir(load(), model, as_of) / "summary.json"),
+        as_of_date=as_of,
+        **kwargs,
+    )

@@ -46,6 +46,9 @@ class QualityGateOperator(SparkSubmitOperator):
         if summary is None:
             raise AirflowFailException(f"the gate exited 0 but wrote no summary for this run at {self.summary_path}")
         self.log.info("data-quality report: %s", summary["report"])
+        # The window rides on the features Asset event, so scoring (triggered by it) knows which date is new.
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {"start": summary["start"], "end": summary["end"]}
         return {
             "passed": summary["passed"],
             "evaluated": summary["evaluated"],
@@ -182,3 +185,33 @@ def _fresh(decision: dict | None, path: str, since: float) -> dict | None:
         return decision if decision is not None and os.path.getmtime(path) >= since - 1 else None
     except OSError:
         return None
+
+
+class DriftMonitorOperator(SparkSubmitOperator):
+    """Run ``jobs.drift`` under spark-submit; return tonight's alert decision (small) for the alert and retrain."""
+
+    template_fields = (*SparkSubmitOperator.template_fields, "summary_path", "as_of_date")
+
+    def __init__(self, *, summary_path: str, as_of_date: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.summary_path = summary_path
+        self.as_of_date = as_of_date
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from jobs.drift import read_summary as read_drift_summary
+
+        started = time.time()
+        super().execute(context)
+        summary = _fresh(read_drift_summary(self.summary_path, self.as_of_date), self.summary_path, started)
+        if summary is None:
+            raise AirflowFailException(f"the drift job exited 0 but wrote no summary at {self.summary_path}")
+        self.log.info("drift report: %s", summary["report"])
+        self.log.info("alert decision: %s", summary["decision"])
+        return {
+            **summary["decision"],
+            "as_of_date": summary["as_of_date"],
+            "drifted_share": summary["drifted_share"],
+            "retrain_reason": summary["retrain_reason"],
+            "report": summary["report"],
+            "summary": self.summary_path,
+        }

@@ -58,3 +58,19 @@ def test_backfill_then_nightly_run_end_to_end(airflow_db, spark) -> None:
     assert quality.where("NOT success").count() == 0
     assert {r.run_id for r in quality.select("run_id").distinct().collect()} == {backfill.run_id, nightly.run_id}
     assert ops[date(1997, 1, 4)] == nightly.run_id and ops[date(1997, 1, 1)] == backfill.run_id
+
+    # The features Asset event carries the window, so the scoring DAG it triggers knows which date is new.
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from jobs.tasks import features_asset
+
+    with create_session() as session:
+        extras = session.scalars(
+            select(AssetEvent.extra)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == features_asset("purchase_propensity").uri)
+            .order_by(AssetEvent.id)
+        ).all()
+    assert extras[-2:] == [{"start": "1997-01-01", "end": "1997-01-03"}, {"start": "1997-01-04", "end": "1997-01-04"}]

@@ -1,0 +1,284 @@
+"""Benchmark drift detection on N reference + N current rows of 20 numeric columns: Spark profiles vs Evidently.
+
+Both sides are generated in Spark (``spark.range`` + ``rand``/``randn``; four columns drifted in the current side)
+and written to Parquet first, so no timing includes generation. Then, each in its own child process:
+
+* spark: ``jobs.drift_stats.drift`` on the two Parquet folders (local[2], 1 GiB driver heap: the profiles' memory
+  does not grow with the rows, so neither does the heap);
+* evidently: ``pandas.read_parquet`` of both folders and ``jobs.drift_stats.evidently_drift`` (Evidently 0.7 on
+  every row).
+
+Peak memory is the peak of the summed RSS of the child's whole process tree (the Python driver, its JVM, and the
+JVM's Python workers), sampled every 50 ms by this parent process; shared pages count once per process, so the
+figure errs high. Seconds are the stage itself (``drift`` / ``evidently_drift``), timed in the child after start-up.
+Prints one JSON line per size and appends the run, with machine info, to ``docs/benchmarks/drift.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jobs.settings import REPO_ROOT
+
+log = logging.getLogger("bench.drift")
+
+RESULTS = REPO_ROOT / "docs" / "benchmarks" / "drift.json"
+COLUMNS = 20
+DRIFTED = {"f00": "mean +0.2 sd", "f05": "lognormal sigma x1.25", "f12": "uniform shifted +5", "f16": "category mix"}
+SPARK_OVERRIDES = {
+    "spark.ui.enabled": "false",
+    "spark.driver.memory": "1g",
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+}
+
+
+def _columns(current: bool) -> list[Any]:
+    """20 feature-like columns; with ``current`` the four in DRIFTED move."""
+    from pyspark.sql import functions as F
+
+    seed = 100 if current else 0
+    out = []
+    for i in range(COLUMNS):
+        rand, randn = F.rand(seed + i), F.randn(seed + i)
+        if i < 5:  # normal
+            value = randn * (2 + i) + 10 * i + (0.2 * 2 if current and i == 0 else 0)
+        elif i < 9:  # lognormal (heavy right tail)
+            value = F.exp(randn * (1.25 if current and i == 5 else 1.0) * (0.5 + 0.1 * (i - 5)))
+        elif i < 12:  # count-like: geometric, ~30-60 distinct values
+            value = F.floor(-F.log(rand) * (3 + i - 9))
+        elif i < 16:  # uniform
+            value = rand * 100 + (5 if current and i == 12 else 0)
+        elif i < 18:  # 4 categories (Jensen-Shannon)
+            cuts = (0.25, 0.5, 0.75) if current and i == 16 else (0.1, 0.3, 0.6)
+            value = F.when(rand < cuts[0], 0).when(rand < cuts[1], 1).when(rand < cuts[2], 2).otherwise(3)
+        elif i == 18:  # nulls
+            value = F.when(rand < 0.1, None).otherwise(F.randn(seed + 50))
+        else:  # constant
+            value = F.lit(1.0)
+        out.append(value.cast("double").alias(f"f{i:02d}"))
+    return out
+
+
+def _generate(root: Path, rows: int) -> None:
+    from jobs.spark import get_spark
+
+    spark = get_spark("bench-drift-generate", master="local[2]", overrides=SPARK_OVERRIDES)
+    try:
+        for side in ("reference", "current"):
+            frame = spark.range(rows, numPartitions=max(2, rows // 1_000_000)).select(*_columns(side == "current"))
+            frame.write.mode("overwrite").parquet(str(root / side))
+    finally:
+        spark.stop()
+
+
+def _spark_stage(root: Path) -> dict[str, Any]:
+    from jobs import drift_stats
+    from jobs.spark import get_spark
+
+    spark = get_spark("bench-drift", master="local[2]", overrides=SPARK_OVERRIDES)
+    try:
+        reference, current = (spark.read.parquet(str(root / side)) for side in ("reference", "current"))
+        started = time.perf_counter()
+        results = drift_stats.drift(reference, current, reference.columns)
+        seconds = time.perf_counter() - started
+    finally:
+        spark.stop()
+    return {"seconds": seconds, "results": [r.__dict__ for r in results]}
+
+
+def _evidently_stage(root: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    from jobs import drift_stats
+
+    started = time.perf_counter()
+    reference, current = (pd.read_parquet(root / side) for side in ("reference", "current"))
+    read = time.perf_counter() - started
+    started = time.perf_counter()
+    results = drift_stats.evidently_drift(reference, current, list(reference.columns))
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "read_seconds": read, "results": [r.__dict__ for r in results]}
+
+
+def _child(stage: str, root: Path, rows: int) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if stage == "generate":
+        _generate(root, rows)
+        result: dict[str, Any] = {}
+    elif stage == "spark":
+        result = _spark_stage(root)
+    else:
+        result = _evidently_stage(root)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def _tree_rss(process: Any) -> dict[str, int]:
+    """RSS in bytes of a process and its descendants, split into driver / jvm / others."""
+    import psutil
+
+    out = {"driver": 0, "jvm": 0, "others": 0}
+    try:
+        members = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return out
+    for member in members:
+        try:
+            rss = member.memory_info().rss
+            role = "driver" if member.pid == process.pid else "jvm" if "java" in member.name() else "others"
+        except psutil.Error:
+            continue
+        out[role] += rss
+    return out
+
+
+def _measure(stage: str, root: Path, rows: int, limit_bytes: int | None = None) -> dict[str, Any]:
+    """Run one stage in a child process, sampling its process tree's RSS; kill it above ``limit_bytes``."""
+    import psutil
+
+    command = [sys.executable, "-m", "bench.drift", "--child", stage, "--root", str(root), "--rows", str(rows)]
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    peaks = {"total": 0, "driver": 0, "jvm": 0, "others": 0}
+    killed = threading.Event()
+
+    def sample() -> None:
+        process = psutil.Process(child.pid)
+        while child.poll() is None:
+            rss = _tree_rss(process)
+            total = sum(rss.values())
+            peaks["total"] = max(peaks["total"], total)
+            for role, value in rss.items():
+                peaks[role] = max(peaks[role], value)
+            if limit_bytes is not None and total > limit_bytes and not killed.is_set():
+                killed.set()
+                for member in [*process.children(recursive=True), process]:
+                    with contextlib.suppress(psutil.Error):
+                        member.kill()
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, _ = child.communicate()
+    sampler.join()
+    mib = {f"peak_{role}_mib": round(value / 2**20) for role, value in peaks.items()}
+    wall = round(time.perf_counter() - started, 1)
+    if killed.is_set():
+        return {"skipped": f"killed at {mib['peak_total_mib']} MiB (limit {limit_bytes // 2**20} MiB)", **mib}
+    if child.returncode != 0:
+        return {"skipped": f"child exited {child.returncode}", **mib, "child_wall_s": wall}
+    result = json.loads(stdout.strip().splitlines()[-1])
+    return {**result, **mib, "child_wall_s": wall}
+
+
+def _compare(spark: list[dict], evidently: list[dict]) -> dict[str, Any]:
+    theirs = {r["column"]: r for r in evidently}
+    decision = {r["column"]: (r["method"], r["drifted"]) for r in evidently}
+    disagree = [r["column"] for r in spark if (r["method"], r["drifted"]) != decision[r["column"]]]
+    errors: dict[str, float] = {}
+    for r in spark:
+        error = abs(r["score"] - theirs[r["column"]]["score"])
+        errors[r["method"]] = max(errors.get(r["method"], 0.0), error)
+    return {"disagreements": len(disagree), "disagreeing_columns": disagree, "max_score_abs_error": errors}
+
+
+def run(rows: int, evidently_max_rows: int, memory_fraction: float) -> dict[str, Any]:
+    """Generate N + N rows, then measure the Spark stage and (when it fits) Evidently on all rows."""
+    import psutil
+
+    root = Path(tempfile.mkdtemp(prefix="bench-drift-"))
+    try:
+        generated = _measure("generate", root, rows)
+        if "skipped" in generated:
+            raise RuntimeError(f"generation failed: {generated['skipped']}")
+        spark = _measure("spark", root, rows)
+        out: dict[str, Any] = {"rows_per_side": rows, "columns": COLUMNS, "drifted_columns": DRIFTED}
+        out["spark"] = {k: (round(v, 1) if k == "seconds" else v) for k, v in spark.items() if k != "results"}
+        if rows > evidently_max_rows:
+            out["evidently"] = {"skipped": f"--evidently-max-rows {evidently_max_rows}"}
+        else:
+            limit = int(psutil.virtual_memory().available * memory_fraction)
+            evidently = _measure("evidently", root, rows, limit_bytes=limit)
+            out["evidently"] = {
+                k: (round(v, 1) if k in ("seconds", "read_seconds") else v)
+                for k, v in evidently.items()
+                if k != "results"
+            }
+            if "results" in evidently and "results" in spark:
+                out["ratios"] = {
+                    "seconds": round(evidently["seconds"] / spark["seconds"], 2),
+                    "peak_mib": round(evidently["peak_total_mib"] / spark["peak_total_mib"], 2),
+                }
+                out.update(_compare(spark["results"], evidently["results"]))
+        if "results" in spark:
+            out["spark_drifted"] = [r["column"] for r in spark["results"] if r["drifted"]]
+        return out
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    import psutil
+
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        **{name: version(name) for name in ("pyspark", "evidently", "numpy", "pandas", "scipy", "pyarrow")},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``python -m bench.drift [--rows N ...]``; appends the run to docs/benchmarks/drift.json."""
+    parser = argparse.ArgumentParser(prog="python -m bench.drift", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000], help="rows per side")
+    parser.add_argument("--evidently-max-rows", type=int, default=10_000_000, help="skip Evidently above this")
+    parser.add_argument(
+        "--memory-fraction", type=float, default=0.8, help="kill Evidently above this share of available memory"
+    )
+    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/drift.json")
+    parser.add_argument("--child", choices=("generate", "spark", "evidently"), help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(args.child, args.root, args.rows[0])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    results = []
+    for rows in args.rows:
+        result = run(rows, args.evidently_max_rows, args.memory_fraction)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    if not args.no_record:
+        history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+        history.append(
+            {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "command": "python -m bench.drift " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "machine": _machine(),
+                "results": results,
+            }
+        )
+        RESULTS.write_text(json.dumps(history, indent=2) + "\n")
+    return 0 if all(r.get("disagreements", 0) == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,443 @@
+"""Nightly drift monitor: data drift, prediction drift and (once labels mature) performance, then the alert decision.
+
+Reference: the rows the champion was trained on (the train split of the training set tagged on its version, at
+pinned Delta versions), and the champion's scores on them. Current: gold features and predictions of the latest
+``drift.window_days`` as-of dates. Per column, the test Evidently would choose (Wasserstein distance for large
+numeric samples, Jensen-Shannon for few distinct values, K-S / chi-square for small ones) is computed in Spark from
+bounded-size profiles (``jobs.drift_stats``), so a window of millions of rows costs the same memory as one of
+thousands; the reference's profiles are computed once per champion version and cached. Performance: the scores of
+the as-of date whose labels just matured, against the champion's metric at promotion.
+
+Writes: one row per (date, column) in ``ops/drift_metrics``, one per date in ``ops/drift_windows``, and, when
+``jobs.alerts.should_alert`` opens an episode, one in ``ops/drift_alerts`` (all replaceWhere/MERGE on the date, so
+a re-run replaces). The HTML report (Evidently 0.7 on a sample, under the full-data decisions) goes to
+``reports/drift/<model>/<date>/`` and to MLflow; ``summary.json`` beside it is what the DAG's alert task reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jobs import alerts, drift_stats, inference, trainset
+from jobs.config import ModelConfig, load_model_config
+from jobs.features import GOLD_TABLE
+from jobs.labels import LABELS_TABLE
+from jobs.promotion import LOWER_IS_BETTER
+from jobs.settings import Settings
+from jobs.spark import replace_window, run_job
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+METRICS_TABLE = ("ops", "drift_metrics")
+WINDOWS_TABLE = ("ops", "drift_windows")
+ALERTS_TABLE = ("ops", "drift_alerts")
+SCORE = "score"
+
+
+def report_dir(settings: Settings, model: str, as_of: date | str) -> Path:
+    """Where one night's drift report and summary.json go (a re-run replaces them)."""
+    return settings.reports_root / "drift" / model / str(as_of)
+
+
+def read_summary(path: str | Path, as_of: str | None = None) -> dict | None:
+    """A night's summary.json, or None when missing, unreadable or for another date."""
+    try:
+        summary = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if as_of is None or summary.get("as_of_date") == as_of else None
+
+
+def _champion_details(settings: Settings, config: ModelConfig) -> dict[str, Any]:
+    """The champion's version, training set, feature importance and primary metric at promotion."""
+    from mlflow import MlflowClient
+
+    champion = inference.resolve_champion(settings, config.name)
+    client = MlflowClient()
+    version = client.get_model_version(config.name, str(champion["version"]))
+    primary = config.training.primary_metric
+    promoted = None
+    if version.tags.get("mlp.evaluation_run") and version.tags.get("mlp.decision") in {"promoted", "forced"}:
+        promoted = client.get_run(version.tags["mlp.evaluation_run"]).data.metrics.get(f"candidate_{primary}")
+    if promoted is None and version.tags.get(f"holdout_{primary}"):
+        promoted = float(version.tags[f"holdout_{primary}"])
+    importance: dict[str, float] = {}
+    family = version.tags.get("family")
+    if family and config.drift.weight_by_importance:
+        try:
+            importance = json.loads(
+                Path(client.download_artifacts(version.run_id, f"{family}_importance.json")).read_text()
+            )
+        except Exception:  # importance only weights the share; without it every column counts the same
+            log.warning("no feature importance for %s v%s; columns weigh the same", config.name, champion["version"])
+    return {
+        **champion,
+        "trainset": version.tags.get("trainset"),
+        "promoted_metric": promoted,
+        "importance": importance,
+    }
+
+
+def _reference(spark: SparkSession, settings: Settings, config: ModelConfig, champion: dict) -> DataFrame:
+    """The champion's training rows (train split of its pinned training set)."""
+    from pyspark.sql import functions as F
+
+    if not champion["trainset"]:
+        raise ValueError(f"{config.name} v{champion['version']} names no training set (tag 'trainset')")
+    path = trainset.set_path(settings, config, champion["trainset"])
+    return spark.read.parquet(path).where(F.col("split") == "train")
+
+
+def reference_profiles(
+    spark: SparkSession, settings: Settings, config: ModelConfig, champion: dict, columns: list[str]
+) -> dict[str, drift_stats.Profile]:
+    """Profiles of the reference features and scores, computed once per champion version and cached."""
+    cache = settings.home / "cache" / "drift" / config.name / f"reference_v{champion['version']}.json"
+    if cache.exists():
+        cached = json.loads(cache.read_text())
+        if set(cached) >= {*columns, SCORE}:
+            return {name: drift_stats.Profile.from_dict(p) for name, p in cached.items()}
+    sample = _reference(spark, settings, config, champion)
+    sample = inference.score(sample.select(*columns), champion["uri"], columns)
+    profiles = drift_stats.profile(sample, [*columns, SCORE])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({name: p.to_dict() for name, p in profiles.items()}))
+    return profiles
+
+
+def current_frame(spark: SparkSession, settings: Settings, config: ModelConfig, as_of: date, version: int) -> Any:
+    """Gold features joined with the champion's predictions for the window ending ``as_of``."""
+    from pyspark.sql import functions as F
+
+    first = as_of - timedelta(days=config.drift.window_days - 1)
+    in_window = (F.col("as_of_date") >= F.lit(first)) & (F.col("as_of_date") <= F.lit(as_of))
+    gold = spark.read.format("delta").load(settings.table_path(*GOLD_TABLE)).where(in_window)
+    scores = (
+        spark.read.format("delta")
+        .load(settings.table_path(*inference.PREDICTIONS_TABLE))
+        .where(in_window & (F.col("model") == config.name) & (F.col("model_version") == version))
+        .select("customer_id", "as_of_date", SCORE)
+    )
+    return gold.join(scores, ["customer_id", "as_of_date"], "inner")
+
+
+def performance(
+    spark: SparkSession, settings: Settings, config: ModelConfig, as_of: date, champion: dict
+) -> dict[str, Any] | None:
+    """The champion's metrics on the as-of date whose labels matured tonight, and the drop since promotion."""
+    from pyspark.sql import functions as F
+
+    from jobs.train import evaluate
+
+    matured = as_of - timedelta(days=config.label.horizon_days)
+    scores = (
+        spark.read.format("delta")
+        .load(settings.table_path(*inference.PREDICTIONS_TABLE))
+        .where((F.col("model") == config.name) & (F.col("as_of_date") == F.lit(matured)))
+        .select("customer_id", SCORE, "model_version")
+    )
+    labels = (
+        spark.read.format("delta")
+        .load(settings.table_path(*LABELS_TABLE))
+        .where(F.col("as_of_date") == F.lit(matured))
+        .select("customer_id", "label")
+    )
+    # Two columns of one date (tens of thousands of rows at most): small enough for the driver.
+    joined = scores.join(labels, "customer_id").toPandas()
+    if joined.empty or joined["label"].nunique() < 2:
+        return None
+    metrics = evaluate(joined["label"].to_numpy(), joined[SCORE].to_numpy())
+    primary = config.training.primary_metric
+    baseline = champion["promoted_metric"]
+    drop = None
+    if baseline is not None:
+        drop = metrics[primary] - baseline if primary in LOWER_IS_BETTER else baseline - metrics[primary]
+    return {
+        "as_of_date": matured.isoformat(),
+        "rows": len(joined),
+        "metrics": metrics,
+        "primary": primary,
+        "at_promotion": baseline,
+        "drop": drop,
+        "scored_by": sorted(int(v) for v in joined["model_version"].unique()),
+    }
+
+
+def _history(spark: SparkSession, settings: Settings, config: ModelConfig, as_of: date, version: int) -> tuple:
+    """(windows of this champion version up to ``as_of``, alerts sent for the model so far)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    windows, sent = [], []
+    path = settings.table_path(*WINDOWS_TABLE)
+    if DeltaTable.isDeltaTable(spark, path):
+        rows = (
+            spark.read.format("delta")
+            .load(path)
+            .where((F.col("model") == config.name) & (F.col("model_version") == version))
+            .where(F.col("as_of_date") <= F.lit(as_of))
+            .orderBy(F.col("as_of_date").desc())
+            .limit(config.drift.persistence_n)
+            .collect()
+        )
+        windows = [
+            alerts.Window(
+                r.as_of_date,
+                r.drifted_share,
+                r.prediction_drifted,
+                tuple(filter(None, r.drifted_columns.split(","))),
+                r.performance_drop,
+            )
+            for r in rows
+        ]
+    path = settings.table_path(*ALERTS_TABLE)
+    if DeltaTable.isDeltaTable(spark, path):
+        sent = [
+            alerts.Alert(r.as_of_date, r.episode_id, r.retrain)
+            for r in spark.read.format("delta").load(path).where(F.col("model") == config.name).collect()
+        ]
+    return windows, sent
+
+
+def _write(spark: SparkSession, settings: Settings, table: tuple[str, str], rows: list[dict], schema: str, where: str):
+    replace_window(spark.createDataFrame(rows, schema), settings.table_path(*table), where, None)
+
+
+METRICS_SCHEMA = (
+    "as_of_date date, model string, model_version int, kind string, column string, method string, score double, "
+    "threshold double, drifted boolean, reference_rows long, current_rows long, run_id string"
+)
+WINDOWS_SCHEMA = (
+    "as_of_date date, model string, model_version int, columns int, drifted_share double, drifted_columns string, "
+    "prediction_drifted boolean, performance_metric double, performance_drop double, current_rows long, "
+    "report string, run_id string, monitored_at timestamp"
+)
+ALERTS_SCHEMA = (
+    "as_of_date date, model string, model_version int, episode_id string, reason string, drifted_share double, "
+    "retrain boolean, run_id string, recorded_at timestamp"
+)
+
+
+def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of: date, run_id: str) -> dict[str, Any]:
+    """Drift of the window ending ``as_of`` against the champion's training data; the alert decision; the report."""
+    champion = _champion_details(settings, config)
+    version = champion["version"]
+    columns = inference.model_columns(champion["uri"], config)
+    log.info("drift of %s v%s, window ending %s, %d feature columns", config.name, version, as_of, len(columns))
+    reference = reference_profiles(spark, settings, config, champion, columns)
+    current_df = current_frame(spark, settings, config, as_of, version)
+    current = drift_stats.profile(current_df, [*columns, SCORE])
+    if not current[SCORE].rows:
+        raise ValueError(
+            f"no predictions of {config.name} v{version} in the window ending {as_of}: run inference first"
+        )
+    results = drift_stats.compare(reference, current)
+    features = [r for r in results if r.column != SCORE]
+    prediction = next(r for r in results if r.column == SCORE)
+    share = alerts.drifted_share(
+        {r.column: r.drifted for r in features}, champion["importance"] if config.drift.weight_by_importance else None
+    )
+    perf = performance(spark, settings, config, as_of, champion)
+    log.info(
+        "%s %s: %d/%d features drifted (share %.2f), prediction drift %s (%s %.4f), performance %s",
+        config.name,
+        as_of,
+        sum(r.drifted for r in features),
+        len(features),
+        share,
+        prediction.drifted,
+        prediction.method,
+        prediction.score,
+        perf and {k: perf[k] for k in ("as_of_date", "drop")},
+    )
+
+    out = report_dir(settings, config.name, as_of)
+    out.mkdir(parents=True, exist_ok=True)
+    report = write_report(spark, settings, config, champion, columns, current_df, results, share, perf, as_of, out)
+    stamp = datetime.now(UTC)
+    where = f"model = '{config.name}' AND as_of_date = '{as_of.isoformat()}'"
+    _write(
+        spark,
+        settings,
+        METRICS_TABLE,
+        [
+            {
+                "as_of_date": as_of,
+                "model": config.name,
+                "model_version": version,
+                "kind": "prediction" if r.column == SCORE else "data",
+                "column": r.column,
+                "method": r.method,
+                "score": float(r.score),
+                "threshold": float(r.threshold),
+                "drifted": bool(r.drifted),
+                "reference_rows": int(r.reference_rows),
+                "current_rows": int(r.current_rows),
+                "run_id": run_id,
+            }
+            for r in results
+        ],
+        METRICS_SCHEMA,
+        where,
+    )
+    window = {
+        "as_of_date": as_of,
+        "model": config.name,
+        "model_version": version,
+        "columns": len(features),
+        "drifted_share": float(share),
+        "drifted_columns": ",".join(r.column for r in features if r.drifted),
+        "prediction_drifted": bool(prediction.drifted),
+        "performance_metric": perf["metrics"][perf["primary"]] if perf else None,
+        "performance_drop": perf["drop"] if perf else None,
+        "current_rows": int(prediction.current_rows),
+        "report": report,
+        "run_id": run_id,
+        "monitored_at": stamp,
+    }
+    _write(spark, settings, WINDOWS_TABLE, [window], WINDOWS_SCHEMA, where)
+
+    history, sent = _history(spark, settings, config, as_of, version)
+    decision = alerts.should_alert(history, sent, config.drift, config.name)
+    log.info("alert decision for %s %s: %s", config.name, as_of, decision.as_dict())
+    if decision.alert:
+        _write(
+            spark,
+            settings,
+            ALERTS_TABLE,
+            [
+                {
+                    "as_of_date": as_of,
+                    "model": config.name,
+                    "model_version": version,
+                    "episode_id": decision.episode_id,
+                    "reason": decision.reason,
+                    "drifted_share": float(share),
+                    "retrain": decision.retrain,
+                    "run_id": run_id,
+                    "recorded_at": stamp,
+                }
+            ],
+            ALERTS_SCHEMA,
+            where,
+        )
+    summary = {
+        "model": config.name,
+        "as_of_date": as_of.isoformat(),
+        "model_version": version,
+        "run_id": run_id,
+        "window_days": config.drift.window_days,
+        "drifted_share": share,
+        "max_drifted_share": config.drift.max_drifted_share,
+        "columns": [asdict(r) for r in results],
+        "prediction": asdict(prediction),
+        "performance": perf,
+        "decision": decision.as_dict(),
+        "report": report,
+        "retrain_reason": f"drift episode {decision.episode_id}: {decision.reason}" if decision.retrain else None,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def write_report(
+    spark: SparkSession,
+    settings: Settings,
+    config: ModelConfig,
+    champion: dict,
+    columns: list[str],
+    current_df: Any,
+    results: list,
+    share: float,
+    perf: dict | None,
+    as_of: date,
+    out: Path,
+) -> str:
+    """index.html (the full-data decisions) + evidently.html (Evidently 0.7 on a sample of each side), in MLflow."""
+    import html
+
+    import mlflow
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    from jobs.train import _experiment
+
+    limit = config.drift.report_sample_rows
+    cols = [*columns, SCORE]
+    sides = {}
+    for name, frame in (("reference", _reference(spark, settings, config, champion)), ("current", current_df)):
+        total = frame.count()
+        sampled = frame.sample(fraction=min(1.0, 1.2 * limit / max(total, 1)), seed=7).limit(limit)
+        if name == "reference":  # scored after sampling: only the sample's rows go through the model
+            sampled = inference.score(sampled.select(*columns), champion["uri"], columns)
+        sides[name] = sampled.select(*cols).toPandas()
+    definition = DataDefinition(numerical_columns=cols)
+    snapshot = Report([DataDriftPreset(columns=cols)]).run(
+        current_data=Dataset.from_pandas(sides["current"], data_definition=definition),
+        reference_data=Dataset.from_pandas(sides["reference"], data_definition=definition),
+    )
+    snapshot.save_html(str(out / "evidently.html"))
+    e = html.escape
+    rows = "".join(
+        f"<tr style='color:{'#a11' if r.drifted else '#161'}'><td>{e(r.column)}</td><td>{r.method}</td>"
+        f"<td>{r.score:.4f}</td><td>{r.threshold:g}</td><td>{'DRIFT' if r.drifted else 'ok'}</td></tr>"
+        for r in sorted(results, key=lambda r: (not r.drifted, -r.score))
+    )
+    perf_html = "labels for this window have not matured yet"
+    if perf:
+        perf_html = (
+            f"as-of {perf['as_of_date']} ({perf['rows']} customers, labels matured): {perf['primary']} "
+            f"{perf['metrics'][perf['primary']]:.4f} vs {perf['at_promotion']} at promotion (drop {perf['drop']})"
+        )
+    (out / "index.html").write_text(
+        f"""<!doctype html><html><head><meta charset="utf-8"><title>drift {e(config.name)} {as_of}</title>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:3px 9px;border:1px solid #ccc}}
+table{{border-collapse:collapse}}</style></head><body>
+<h1>Drift: {e(config.name)} v{champion["version"]}, window ending {as_of}</h1>
+<p>{share:.0%} of feature weight drifted (alert share {config.drift.max_drifted_share:.0%}). Reference: the champion's
+training rows (training set <code>{e(str(champion["trainset"]))}</code>). Decisions below use every row of both sides;
+the <a href="evidently.html">Evidently report</a> shows distributions on a sample of {limit} rows per side.</p>
+<p>Performance: {e(perf_html)}</p>
+<table><tr><th>column</th><th>test</th><th>score</th><th>threshold</th><th></th></tr>{rows}</table>
+<iframe src="evidently.html" style="width:100%;height:1600px;border:0"></iframe></body></html>"""
+    )
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    with mlflow.start_run(
+        experiment_id=_experiment(settings, config.name),
+        run_name=f"drift {as_of} v{champion['version']}",
+        tags={"mlp.role": "monitoring", "mlp.model": config.name, "mlp.as_of_date": str(as_of)},
+    ):
+        mlflow.log_metrics(
+            {
+                "drifted_share": share,
+                **({"performance_drop": perf["drop"]} if perf and perf["drop"] is not None else {}),
+            }
+        )
+        mlflow.log_artifacts(str(out), "drift")
+    return (out / "index.html").resolve().as_uri()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``--model M --date YYYY-MM-DD --run-id ID``; prints the alert decision as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.drift", description="drift monitor for one night")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--date", required=True, type=date.fromisoformat)
+    parser.add_argument("--run-id", default="manual")
+    args = parser.parse_args(argv)
+    config = load_model_config(args.model)
+    summary = run_job("drift", lambda spark, s: monitor(spark, s, config, args.date, args.run_id))
+    print(json.dumps(summary["decision"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
