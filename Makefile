@@ -59,6 +59,7 @@ bench: setup
 	$(PY) -m bench.features --source synthetic --rows 10000000 --customers 100000
 	$(PY) -m bench.quality --rows 10000000
 	$(PY) -m bench.training --rows 1000000
+	$(PY) -m bench.drift --rows 1000000 10000000
 
 lint: setup
 	$(VENV)/bin/ruff check dags plugins jobs include tests bench
