@@ -24,7 +24,7 @@ help:
 	@echo "make demo   - set up, then run the platform's main job on the real CDNOW data"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make lint   - ruff (with Airflow's AIR rules)"
-	@echo "make bench  - generator at 10M rows; features on CDNOW and 10M synthetic rows; quality gate on 10M gold rows; training rows/s per family"
+	@echo "make bench  - generator at 10M rows; features on CDNOW and 10M synthetic rows; quality gate on 10M gold rows; training rows/s per family; drift Spark vs Evidently at 1M/10M; 30 nightly 1M-row drift windows"
 	@echo "make lock   - re-resolve requirements.lock from requirements*.txt"
 	@echo "make clean  - remove the local lake, Airflow home and MLflow store (.platform/)"
 
@@ -60,6 +60,7 @@ bench: setup
 	$(PY) -m bench.quality --rows 10000000
 	$(PY) -m bench.training --rows 1000000
 	$(PY) -m bench.drift --rows 1000000 10000000
+	$(PY) -m bench.drift_windows --rows 1000000 --nights 30
 
 lint: setup
 	$(VENV)/bin/ruff check dags plugins jobs include tests bench

@@ -47,24 +47,23 @@ SPARK_OVERRIDES = {
 }
 
 
-def _columns(current: bool) -> list[Any]:
-    """20 feature-like columns; with ``current`` the four in DRIFTED move."""
+def columns(seed: int, drifted: frozenset[int] = frozenset()) -> list[Any]:
+    """20 feature-like columns drawn with ``seed``; the columns whose index is in ``drifted`` move."""
     from pyspark.sql import functions as F
 
-    seed = 100 if current else 0
     out = []
     for i in range(COLUMNS):
-        rand, randn = F.rand(seed + i), F.randn(seed + i)
-        if i < 5:  # normal
-            value = randn * (2 + i) + 10 * i + (0.2 * 2 if current and i == 0 else 0)
-        elif i < 9:  # lognormal (heavy right tail)
-            value = F.exp(randn * (1.25 if current and i == 5 else 1.0) * (0.5 + 0.1 * (i - 5)))
-        elif i < 12:  # count-like: geometric, ~30-60 distinct values
-            value = F.floor(-F.log(rand) * (3 + i - 9))
-        elif i < 16:  # uniform
-            value = rand * 100 + (5 if current and i == 12 else 0)
-        elif i < 18:  # 4 categories (Jensen-Shannon)
-            cuts = (0.25, 0.5, 0.75) if current and i == 16 else (0.1, 0.3, 0.6)
+        rand, randn, moved = F.rand(seed + i), F.randn(seed + i), i in drifted
+        if i < 5:  # normal; drift: mean +0.2 sd
+            value = randn * (2 + i) + 10 * i + (0.2 * (2 + i) if moved else 0)
+        elif i < 9:  # lognormal (heavy right tail); drift: sigma x1.25
+            value = F.exp(randn * (1.25 if moved else 1.0) * (0.5 + 0.1 * (i - 5)))
+        elif i < 12:  # count-like: geometric, ~30-60 distinct values; drift: mean x1.3
+            value = F.floor(-F.log(rand) * (3 + i - 9) * (1.3 if moved else 1.0))
+        elif i < 16:  # uniform; drift: shifted +5
+            value = rand * 100 + (5 if moved else 0)
+        elif i < 18:  # 4 categories (Jensen-Shannon); drift: another mix
+            cuts = (0.25, 0.5, 0.75) if moved else (0.1, 0.3, 0.6)
             value = F.when(rand < cuts[0], 0).when(rand < cuts[1], 1).when(rand < cuts[2], 2).otherwise(3)
         elif i == 18:  # nulls
             value = F.when(rand < 0.1, None).otherwise(F.randn(seed + 50))
@@ -80,7 +79,10 @@ def _generate(root: Path, rows: int) -> None:
     spark = get_spark("bench-drift-generate", master="local[2]", overrides=SPARK_OVERRIDES)
     try:
         for side in ("reference", "current"):
-            frame = spark.range(rows, numPartitions=max(2, rows // 1_000_000)).select(*_columns(side == "current"))
+            moved = frozenset(int(c[1:]) for c in DRIFTED) if side == "current" else frozenset()
+            frame = spark.range(rows, numPartitions=max(2, rows // 1_000_000)).select(
+                *columns(100 if side == "current" else 0, moved)
+            )
             frame.write.mode("overwrite").parquet(str(root / side))
     finally:
         spark.stop()
