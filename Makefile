@@ -47,8 +47,9 @@ $(PLATFORM)/.ready: $(VENV)/.installed
 demo: setup
 	$(PY) -m jobs.demo
 
+# Two workers, one test file each at a time (each worker has its own isolated platform home, Spark and Airflow DB).
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n 2 --dist loadfile --durations=15
 
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow"
