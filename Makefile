@@ -18,13 +18,15 @@ export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "local[*]"}
 export AIRFLOW_CONN_SMTP_DEFAULT ?= {"conn_type": "smtp", "host": "127.0.0.1", "port": 8025, "extra": {"disable_ssl": true, "disable_tls": true, "from_email": "ml-platform@localhost", "timeout": 10}}
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: help setup demo test test-fast lint bench lock clean distclean
+.PHONY: help setup demo test test-fast lint bench lock clean distclean up down
 
 help:
 	@echo "make demo   - set up, then run the platform's main job on the real CDNOW data"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make lint   - ruff (with Airflow's AIR rules)"
 	@echo "make bench  - generator at 10M rows; features on CDNOW and 10M synthetic rows; quality gate on 10M gold rows; training rows/s per family; drift Spark vs Evidently at 1M/10M; 30 nightly 1M-row drift windows"
+	@echo "make up     - Airflow (:8080, password printed), MLflow UI (:5000), mail sink (:8025), reports (:8000) on loopback"
+	@echo "make down   - stop what make up started"
 	@echo "make lock   - re-resolve requirements.lock from requirements*.txt"
 	@echo "make clean  - remove the local lake, Airflow home and MLflow store (.platform/)"
 
@@ -48,6 +50,12 @@ demo: setup
 	$(PY) -m jobs.demo
 
 # Two workers, one test file each at a time (each worker has its own isolated platform home, Spark and Airflow DB).
+up: setup
+	$(PY) -m jobs.stack up
+
+down:
+	$(PY) -m jobs.stack down
+
 test: setup
 	$(PY) -m pytest tests -n 2 --dist loadfile --durations=15
 

@@ -1,0 +1,249 @@
+"""`make up` / `make down`: the embedded default's services on loopback, in the background, with logs and pid files.
+
+* Airflow 3 standalone (api-server with the UI, scheduler, dag-processor, triggerer; SQLite, LocalExecutor) on
+  :8080, with the simple auth manager's generated admin password printed;
+* the MLflow UI on :5000 over the platform's tracking store;
+* the loopback SMTP server on :8025 that keeps every message as a ``.eml`` file under ``.platform/mail``;
+* the reports folder (drift, data quality, evaluation HTML) served read-only on :8000.
+
+Everything binds 127.0.0.1 and lives under ``$MLP_HOME/run`` (pid files) and ``$MLP_HOME/logs``. Laptop only: the
+scale-out stack is docker-compose.yaml / the Helm values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobs.settings import REPO_ROOT, Settings, load
+
+log = logging.getLogger(__name__)
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Where each service listens (MLP_*_PORT overrides the defaults)."""
+
+    airflow: int = 8080
+    mlflow: int = 5000
+    reports: int = 8000
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        """Ports from MLP_AIRFLOW_PORT, MLP_MLFLOW_PORT and MLP_REPORTS_PORT."""
+        return cls(
+            int(os.environ.get("MLP_AIRFLOW_PORT") or cls.airflow),
+            int(os.environ.get("MLP_MLFLOW_PORT") or cls.mlflow),
+            int(os.environ.get("MLP_REPORTS_PORT") or cls.reports),
+        )
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def airflow_env(settings: Settings, ports: Ports) -> dict[str, str]:
+    """The environment Airflow standalone runs with: loopback API, the repo's DAGs and plugins, one admin user."""
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(settings.airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__API__HOST": HOST,
+        "AIRFLOW__API__PORT": str(ports.airflow),
+        "AIRFLOW__API__BASE_URL": f"http://{HOST}:{ports.airflow}",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW_CONN_SMTP_DEFAULT": os.environ.get("AIRFLOW_CONN_SMTP_DEFAULT") or settings.smtp_connection_json(),
+        "MLP_MLFLOW_UI_URL": f"http://{HOST}:{ports.mlflow}",
+        "MLP_REPORTS_URL": f"http://{HOST}:{ports.reports}",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def services(settings: Settings, ports: Ports) -> dict[str, tuple[list[str], dict[str, str], str]]:
+    """name -> (command, environment, health URL or ``tcp://host:port``)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return {
+        "mail": ([sys.executable, "-m", "jobs.mailsink"], env, f"tcp://{settings.smtp_host}:{settings.smtp_port}"),
+        "mlflow": (
+            [
+                *(_bin("mlflow"), "ui", "--backend-store-uri", settings.mlflow_tracking_uri),
+                *(
+                    "--default-artifact-root",
+                    settings.mlflow_artifact_root,
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(ports.mlflow),
+                ),
+            ],
+            env,
+            f"http://{HOST}:{ports.mlflow}/health",
+        ),
+        "reports": (
+            [sys.executable, "-m", "http.server", str(ports.reports), "--bind", HOST, "-d", str(settings.reports_root)],
+            env,
+            f"http://{HOST}:{ports.reports}/",
+        ),
+        "airflow": (
+            [_bin("airflow"), "standalone"],
+            airflow_env(settings, ports),
+            f"http://{HOST}:{ports.airflow}/api/v2/monitor/health",
+        ),
+    }
+
+
+def _pid_file(settings: Settings, name: str) -> Path:
+    return settings.home / "run" / f"{name}.pid"
+
+
+def _running(settings: Settings, name: str) -> int | None:
+    """The pid of a service this module started, if it is still alive."""
+    try:
+        pid = int(_pid_file(settings, name).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def _healthy(url: str) -> bool:
+    if url.startswith("tcp://"):
+        host, port = url.removeprefix("tcp://").rsplit(":", 1)
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            return sock.connect_ex((host, int(port))) == 0
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            if "/monitor/health" not in url:
+                return response.status == 200
+            health = json.loads(response.read())
+            return all(
+                (health.get(part) or {}).get("status") == "healthy"
+                for part in ("metadatabase", "scheduler", "dag_processor", "triggerer")
+            )
+    except (OSError, ValueError):
+        return False
+
+
+def wait_healthy(url: str, timeout: float, pid: int | None = None) -> None:
+    """Block until ``url`` answers healthy; fail early when the process behind it died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _healthy(url):
+            return
+        if pid is not None:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                raise RuntimeError(f"the process behind {url} exited; see its log") from None
+        time.sleep(2)
+    raise TimeoutError(f"{url} not healthy after {timeout:.0f} s")
+
+
+def airflow_password(settings: Settings) -> str | None:
+    """The admin password the simple auth manager generated (None until the API server wrote it)."""
+    path = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
+    try:
+        return json.loads(path.read_text()).get("admin")
+    except (OSError, ValueError):
+        return None
+
+
+def up(settings: Settings, ports: Ports, only: tuple[str, ...] = (), timeout: float = 300) -> dict[str, str]:
+    """Start each service not yet running, wait until all are healthy; return name -> URL."""
+    for folder in (settings.home / "run", settings.home / "logs", settings.reports_root, settings.mail_root):
+        folder.mkdir(parents=True, exist_ok=True)
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    started: dict[str, tuple[str, int]] = {}
+    for name, (command, env, health) in services(settings, ports).items():
+        if only and name not in only:
+            continue
+        pid = _running(settings, name)
+        if pid is None:
+            if _healthy(health):
+                raise RuntimeError(f"{name}: something else already answers on {health}; stop it or change the port")
+            logfile = settings.home / "logs" / f"{name}.log"
+            with logfile.open("ab") as out:
+                process = subprocess.Popen(
+                    command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True
+                )
+            _pid_file(settings, name).write_text(str(process.pid))
+            pid = process.pid
+            log.info("%s started (pid %d), log %s", name, pid, logfile)
+        started[name] = (health, pid)
+    for name, (health, pid) in started.items():
+        log.info("waiting for %s (%s)", name, health)
+        wait_healthy(health, timeout, pid)
+    return {name: health for name, (health, _) in started.items()}
+
+
+def down(settings: Settings, grace: float = 30) -> list[str]:
+    """Stop every service this module started (the whole process group: SIGTERM, then SIGKILL)."""
+    stopped = []
+    for name in ("airflow", "mlflow", "reports", "mail"):
+        pid = _running(settings, name)
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and _running(settings, name):
+                time.sleep(0.5)
+            if _running(settings, name):
+                with contextlib.suppress(OSError):
+                    os.killpg(pid, signal.SIGKILL)
+            stopped.append(name)
+        _pid_file(settings, name).unlink(missing_ok=True)
+    return stopped
+
+
+def describe(settings: Settings, ports: Ports) -> str:
+    """Where to look, for people."""
+    password = airflow_password(settings)
+    return "\n".join(
+        [
+            f"Airflow UI  : http://{HOST}:{ports.airflow}  user admin, password {password or '(not generated yet)'}"
+            f"  (from {settings.airflow_home}/simple_auth_manager_passwords.json.generated)",
+            f"MLflow UI   : http://{HOST}:{ports.mlflow}",
+            f"Reports     : http://{HOST}:{ports.reports}/  (drift, quality, evaluation under {settings.reports_root})",
+            f"Mail SMTP   : {settings.smtp_host}:{settings.smtp_port}; one .eml per message in {settings.mail_root}",
+            f"Logs        : {settings.home / 'logs'}; stop everything with `make down`",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``python -m jobs.stack up|down|status``."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.stack", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for each service to be healthy")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings, ports = load(), Ports.from_env()
+    if args.action == "down":
+        log.info("stopped: %s", ", ".join(down(settings)) or "nothing was running")
+        return 0
+    if args.action == "up":
+        up(settings, ports, timeout=args.timeout)
+    for name, (_, _, health) in services(settings, ports).items():
+        pid = _running(settings, name)
+        print(f"{name:8s}: {'up' if pid and _healthy(health) else 'down'}{f' (pid {pid})' if pid else ''}")
+    print(describe(settings, ports))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

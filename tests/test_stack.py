@@ -1,0 +1,33 @@
+"""`make up`'s services: everything on loopback, ports from the environment, Airflow pointed at the repo."""
+
+from __future__ import annotations
+
+from jobs import stack
+from jobs.settings import REPO_ROOT, load
+
+
+def test_every_service_binds_loopback_only(monkeypatch) -> None:
+    monkeypatch.setenv("MLP_AIRFLOW_PORT", "18080")
+    ports = stack.Ports.from_env()
+    assert ports == stack.Ports(airflow=18080, mlflow=5000, reports=8000)
+    services = stack.services(load(), ports)
+    assert set(services) == {"airflow", "mlflow", "reports", "mail"}
+    for name, (command, _env, health) in services.items():
+        assert "127.0.0.1" in health, name
+        assert "0.0.0.0" not in " ".join(command), name
+    assert services["mlflow"][0][services["mlflow"][0].index("--host") + 1] == "127.0.0.1"
+    assert services["reports"][0][services["reports"][0].index("--bind") + 1] == "127.0.0.1"
+    airflow_env = services["airflow"][1]
+    assert airflow_env["AIRFLOW__API__HOST"] == "127.0.0.1" and airflow_env["AIRFLOW__API__PORT"] == "18080"
+    assert airflow_env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO_ROOT / "dags")
+    assert airflow_env["MLP_MLFLOW_UI_URL"] == "http://127.0.0.1:5000", "task links open the MLflow UI make up serves"
+
+
+def test_down_with_nothing_running_stops_nothing_and_clears_stale_pid_files(tmp_path) -> None:
+    import dataclasses
+
+    settings = dataclasses.replace(load(), home=tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "mlflow.pid").write_text("999999999")  # no such process
+    assert stack.down(settings) == []
+    assert not (tmp_path / "run" / "mlflow.pid").exists()
