@@ -349,6 +349,21 @@ def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of:
     return summary
 
 
+def _binnable(*sides: Any) -> bool:
+    """Whether numpy can cut the column into histogram bins (Evidently's plots need it)."""
+    import numpy as np
+
+    values = np.concatenate([np.asarray(side, dtype="float64") for side in sides])
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return True
+    try:
+        np.histogram(values, bins=10)
+    except ValueError:
+        return False
+    return True
+
+
 def write_report(
     spark: SparkSession,
     settings: Settings,
@@ -380,13 +395,21 @@ def write_report(
         if name == "reference":  # scored after sampling: only the sample's rows go through the model
             sampled = inference.score(sampled.select(*columns), champion["uri"], columns)
         sides[name] = sampled.select(*cols).toPandas()
-    definition = DataDefinition(numerical_columns=cols)
-    snapshot = Report([DataDriftPreset(columns=cols)]).run(
-        current_data=Dataset.from_pandas(sides["current"], data_definition=definition),
-        reference_data=Dataset.from_pandas(sides["reference"], data_definition=definition),
-    )
-    snapshot.save_html(str(out / "evidently.html"))
+    plotted = [c for c in cols if _binnable(sides["reference"][c], sides["current"][c])]
+    skipped = sorted(set(cols) - set(plotted))
+    if skipped:  # numpy cannot histogram them (e.g. a huge constant); their decisions above still use every row
+        log.warning("not in the Evidently report (values cannot be binned): %s", skipped)
     e = html.escape
+    try:
+        definition = DataDefinition(numerical_columns=plotted)
+        snapshot = Report([DataDriftPreset(columns=plotted)]).run(
+            current_data=Dataset.from_pandas(sides["current"][plotted], data_definition=definition),
+            reference_data=Dataset.from_pandas(sides["reference"][plotted], data_definition=definition),
+        )
+        snapshot.save_html(str(out / "evidently.html"))
+    except Exception as error:  # the report is for reading; the decisions come from the Spark profiles
+        log.warning("Evidently's HTML report failed (%s); the drift decisions stand", error)
+        (out / "evidently.html").write_text(f"<p>Evidently's report could not be drawn: {e(repr(error))}</p>")
     rows = "".join(
         f"<tr style='color:{'#a11' if r.drifted else '#161'}'><td>{e(r.column)}</td><td>{r.method}</td>"
         f"<td>{r.score:.4f}</td><td>{r.threshold:g}</td><td>{'DRIFT' if r.drifted else 'ok'}</td></tr>"
@@ -405,7 +428,9 @@ table{{border-collapse:collapse}}</style></head><body>
 <h1>Drift: {e(config.name)} v{champion["version"]}, window ending {as_of}</h1>
 <p>{share:.0%} of feature weight drifted (alert share {config.drift.max_drifted_share:.0%}). Reference: the champion's
 training rows (training set <code>{e(str(champion["trainset"]))}</code>). Decisions below use every row of both sides;
-the <a href="evidently.html">Evidently report</a> shows distributions on a sample of {limit} rows per side.</p>
+the <a href="evidently.html">Evidently report</a> shows distributions on a sample of {limit} rows per side{
+            f" (not drawn, values cannot be binned: {e(', '.join(skipped))})" if skipped else ""
+        }.</p>
 <p>Performance: {e(perf_html)}</p>
 <table><tr><th>column</th><th>test</th><th>score</th><th>threshold</th><th></th></tr>{rows}</table>
 <iframe src="evidently.html" style="width:100%;height:1600px;border:0"></iframe></body></html>"""

@@ -113,3 +113,14 @@ def test_stable_nights_stay_quiet_and_persistent_drift_opens_one_episode(spark, 
     assert read(drift.METRICS_TABLE).count() == 4 * (len(STRONG) + 1)
     assert read(drift.ALERTS_TABLE).count() == 1
     assert read(drift.WINDOWS_TABLE).where(f"as_of_date = '{days[3]}'").first().run_id == "rerun"
+
+
+def test_columns_numpy_cannot_bin_are_left_out_of_the_evidently_plots_only() -> None:
+    import numpy as np
+
+    from jobs.drift import _binnable
+
+    assert _binnable(np.array([1.0, 2.0, np.nan]), np.array([3.0]))
+    assert _binnable(np.array([5.0]), np.array([5.0])), "a constant is drawn as one bar"
+    assert not _binnable(np.array([1e16, 1e16 + 2]), np.array([1e16])), "range too narrow for its magnitude"
+    assert not _binnable(np.array([1.0, np.inf]), np.array([2.0]))
