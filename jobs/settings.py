@@ -48,6 +48,9 @@ class Settings:
     smtp_conn_id: str
     alert_recipients: tuple[str, ...]
     models_dir: Path
+    # What a browser opens from a task's extra links (the MLflow UI, served reports); not what the containers use.
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+    reports_url: str = ""  # empty: reports are linked as file:// URIs of reports_root
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -88,6 +91,8 @@ class Settings:
             smtp_conn_id=_env("MLP_SMTP_CONN_ID", "smtp_default"),
             alert_recipients=_csv("MLP_ALERT_RECIPIENTS", "ml-team@localhost"),
             models_dir=Path(_env("MLP_MODELS_DIR", str(REPO_ROOT / "include" / "models"))),
+            mlflow_ui_url=_env("MLP_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+            reports_url=_env("MLP_REPORTS_URL", ""),
         )
 
     def smtp_connection_json(self) -> str:

@@ -1,6 +1,6 @@
 """Operators: the data-quality gate and the promotion job (SparkSubmitOperators that tell a final verdict from a
 failed job), and the two training backends (a local subprocess and a Kubernetes GPU pod), both verified against
-MLflow."""
+MLflow. Each links its task instance to what it produced (see ``mlplatform.links``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from jobs.quality import read_summary
+from mlplatform.links import (
+    DataQualityReportLink,
+    DriftReportLink,
+    EvaluationReportLink,
+    MLflowRunLink,
+    push,
+    push_mlflow_run,
+)
 
 
 class QualityGateOperator(SparkSubmitOperator):
@@ -23,6 +31,7 @@ class QualityGateOperator(SparkSubmitOperator):
     """
 
     template_fields = (*SparkSubmitOperator.template_fields, "summary_path")
+    operator_extra_links = (*SparkSubmitOperator.operator_extra_links, DataQualityReportLink())
 
     def __init__(self, *, summary_path: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -34,6 +43,7 @@ class QualityGateOperator(SparkSubmitOperator):
             super().execute(context)
         except Exception as exc:
             summary = read_summary(self.summary_path, run_id=context["run_id"], newer_than=started)
+            push(context, DataQualityReportLink, (summary or {}).get("report"))
             if summary is not None and not summary["passed"]:
                 failed = ", ".join(
                     f"{f['dataset']}.{f['expectation']}({f['column']})" for f in summary["critical_failures"]
@@ -46,6 +56,7 @@ class QualityGateOperator(SparkSubmitOperator):
         if summary is None:
             raise AirflowFailException(f"the gate exited 0 but wrote no summary for this run at {self.summary_path}")
         self.log.info("data-quality report: %s", summary["report"])
+        push(context, DataQualityReportLink, summary["report"])
         # The window rides on the features Asset event, so scoring (triggered by it) knows which date is new.
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {"start": summary["start"], "end": summary["end"]}
@@ -85,6 +96,7 @@ class LocalTrainingOperator(BaseOperator):
     """
 
     template_fields = ("command", "model")
+    operator_extra_links = (MLflowRunLink(),)
 
     def __init__(self, *, command: list[str], model: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -113,7 +125,9 @@ class LocalTrainingOperator(BaseOperator):
             )
         if code != 0:
             raise AirflowException(f"training process exited with {code}; see its log above")
-        return _verify(self.model, context["run_id"], self.log)
+        result = _verify(self.model, context["run_id"], self.log)
+        push_mlflow_run(context, result["run_id"])
+        return result
 
 
 def training_pod_operator(**kwargs: Any) -> Any:
@@ -124,6 +138,7 @@ def training_pod_operator(**kwargs: Any) -> Any:
         """Train in a GPU pod (logs streamed, pod deleted), then verify the MLflow run like the local backend."""
 
         template_fields = (*KubernetesPodOperator.template_fields, "model")
+        operator_extra_links = (*KubernetesPodOperator.operator_extra_links, MLflowRunLink())
 
         def __init__(self, *, model: str, **kw: Any) -> None:
             super().__init__(**kw)
@@ -131,7 +146,9 @@ def training_pod_operator(**kwargs: Any) -> Any:
 
         def execute(self, context: Any) -> dict[str, Any]:
             super().execute(context)
-            return _verify(self.model, context["run_id"], self.log)
+            result = _verify(self.model, context["run_id"], self.log)
+            push_mlflow_run(context, result["run_id"])
+            return result
 
     return TrainingPodOperator(**kwargs)
 
@@ -145,6 +162,7 @@ class PromotionOperator(SparkSubmitOperator):
     """
 
     template_fields = (*SparkSubmitOperator.template_fields, "decision_path")
+    operator_extra_links = (*SparkSubmitOperator.operator_extra_links, EvaluationReportLink(), MLflowRunLink())
 
     def __init__(self, *, decision_path: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -158,6 +176,7 @@ class PromotionOperator(SparkSubmitOperator):
             super().execute(context)
         except Exception as exc:
             decision = _fresh(read_decision(self.decision_path, context["run_id"]), self.decision_path, started)
+            _link_decision(context, decision)
             if decision and decision.get("error"):
                 raise AirflowFailException(f"promotion refused: {decision['error']}; not retried") from exc
             if decision and decision.get("kind") == "promote" and decision.get("action") == "rejected":
@@ -169,12 +188,20 @@ class PromotionOperator(SparkSubmitOperator):
         if decision is None or "action" not in decision:
             raise AirflowFailException(f"the promotion job exited 0 but wrote no decision at {self.decision_path}")
         self.log.info("%s", decision["summary"])
+        _link_decision(context, decision)
         if decision.get("report"):
             self.log.info("evaluation report: %s", decision["report"])
         return {
             k: decision.get(k)
             for k in ("decision_id", "action", "champion_before", "champion_after", "report", "evaluation_run_id")
         }
+
+
+def _link_decision(context: Any, decision: dict | None) -> None:
+    """Let the promotion task link its evaluation report and evaluation run (when the decision got that far)."""
+    if decision:
+        push(context, EvaluationReportLink, decision.get("report"))
+        push_mlflow_run(context, decision.get("evaluation_run_id"))
 
 
 def _fresh(decision: dict | None, path: str, since: float) -> dict | None:
@@ -191,6 +218,7 @@ class DriftMonitorOperator(SparkSubmitOperator):
     """Run ``jobs.drift`` under spark-submit; return tonight's alert decision (small) for the alert and retrain."""
 
     template_fields = (*SparkSubmitOperator.template_fields, "summary_path", "as_of_date")
+    operator_extra_links = (*SparkSubmitOperator.operator_extra_links, DriftReportLink())
 
     def __init__(self, *, summary_path: str, as_of_date: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -206,6 +234,7 @@ class DriftMonitorOperator(SparkSubmitOperator):
         if summary is None:
             raise AirflowFailException(f"the drift job exited 0 but wrote no summary at {self.summary_path}")
         self.log.info("drift report: %s", summary["report"])
+        push(context, DriftReportLink, summary["report"])
         self.log.info("alert decision: %s", summary["decision"])
         return {
             **summary["decision"],
