@@ -350,17 +350,17 @@ def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of:
 
 
 def _binnable(*sides: Any) -> bool:
-    """Whether numpy can cut the column into histogram bins (Evidently's plots need it)."""
+    """Whether numpy can cut each side's finite values into 10 histogram bins, as Evidently's drift plots do."""
     import numpy as np
 
-    values = np.concatenate([np.asarray(side, dtype="float64") for side in sides])
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return True
-    try:
-        np.histogram(values, bins=10)
-    except ValueError:
-        return False
+    for side in sides:
+        values = np.asarray(side, dtype="float64")
+        values = values[np.isfinite(values)]
+        if values.size:
+            try:
+                np.histogram(values, bins=10, density=True)
+            except ValueError:
+                return False
     return True
 
 
