@@ -191,20 +191,36 @@ def up(settings: Settings, ports: Ports, only: tuple[str, ...] = (), timeout: fl
     return {name: health for name, (health, _) in started.items()}
 
 
+def _tree(pid: int) -> list:
+    """The process and every descendant (Airflow's scheduler and executor workers leave the process group)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 def down(settings: Settings, grace: float = 30) -> list[str]:
-    """Stop every service this module started (the whole process group: SIGTERM, then SIGKILL)."""
+    """Stop every service this module started, with all its descendants: SIGTERM, then SIGKILL after ``grace``."""
+    import psutil
+
     stopped = []
     for name in ("airflow", "mlflow", "reports", "mail"):
         pid = _running(settings, name)
         if pid is not None:
+            tree = _tree(pid)
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and _running(settings, name):
-                time.sleep(0.5)
-            if _running(settings, name):
-                with contextlib.suppress(OSError):
-                    os.killpg(pid, signal.SIGKILL)
+            for process in tree:
+                with contextlib.suppress(psutil.Error):
+                    process.terminate()
+            _, alive = psutil.wait_procs(tree, timeout=grace)
+            for process in alive:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+            psutil.wait_procs(alive, timeout=10)
             stopped.append(name)
         _pid_file(settings, name).unlink(missing_ok=True)
     return stopped

@@ -50,7 +50,9 @@ def airflow(tmp_path_factory: pytest.TempPathFactory):
         stack.up(settings, ports, only=("airflow",), timeout=420)
         password = stack.airflow_password(settings)
         assert password, "the simple auth manager generated no admin password"
-        yield f"http://127.0.0.1:{ports.airflow}", password
+        base = f"http://127.0.0.1:{ports.airflow}"
+        _wait_for_dag(base, password, "training", timeout=240)
+        yield base, password
     finally:
         stack.down(settings)
         log = home / "logs" / "airflow.log"
@@ -77,18 +79,37 @@ def browser():
         driver.quit()
 
 
-def _runs(base: str, password: str) -> list[dict]:
-    """The training DAG's runs through Airflow's REST API (a JWT from /auth/token)."""
+def _api(base: str, password: str, path: str) -> dict:
+    """GET an Airflow REST API path with a JWT from /auth/token."""
     request = urllib.request.Request(
         f"{base}/auth/token",
         data=json.dumps({"username": "admin", "password": password}).encode(),
         headers={"Content-Type": "application/json"},
     )
     token = json.loads(urllib.request.urlopen(request, timeout=30).read())["access_token"]
-    request = urllib.request.Request(
-        f"{base}/api/v2/dags/training/dagRuns", headers={"Authorization": f"Bearer {token}"}
-    )
-    return json.loads(urllib.request.urlopen(request, timeout=30).read())["dag_runs"]
+    request = urllib.request.Request(f"{base}{path}", headers={"Authorization": f"Bearer {token}"})
+    return json.loads(urllib.request.urlopen(request, timeout=30).read())
+
+
+def _wait_for_dag(base: str, password: str, dag_id: str, timeout: float) -> None:
+    """A healthy Airflow may not have parsed the DAG folder yet: wait until the DAG is served."""
+    import time
+    import urllib.error
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _api(base, password, f"/api/v2/dags/{dag_id}")
+            return
+        except urllib.error.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(3)
+
+
+def _runs(base: str, password: str) -> list[dict]:
+    """The training DAG's runs through Airflow's REST API."""
+    return _api(base, password, "/api/v2/dags/training/dagRuns")["dag_runs"]
 
 
 def _click(wait, locator: tuple[str, str]) -> None:
