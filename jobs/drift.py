@@ -388,9 +388,12 @@ def write_report(
 
     limit = config.drift.report_sample_rows
     cols = [*columns, SCORE]
+    # Row counts from the profiles (scores are never null), so the sample costs no extra pass over the window.
+    score = next(r for r in results if r.column == SCORE)
+    totals = {"reference": score.reference_rows, "current": score.current_rows}
     sides = {}
     for name, frame in (("reference", _reference(spark, settings, config, champion)), ("current", current_df)):
-        total = frame.count()
+        total = totals[name]
         sampled = frame.sample(fraction=min(1.0, 1.2 * limit / max(total, 1)), seed=7).limit(limit)
         if name == "reference":  # scored after sampling: only the sample's rows go through the model
             sampled = inference.score(sampled.select(*columns), champion["uri"], columns)
