@@ -11,8 +11,9 @@ date only).
    Evidently would pick per column, computed in Spark from bounded profiles), checks performance on the date whose
    labels just matured, writes `ops/drift_metrics` and `ops/drift_windows`, the HTML report (also in MLflow), and
    applies the alert policy (`drift:` in the model config: drifted share, k of n windows, cooldown).
-3. `start_retraining` triggers the `training` DAG with the reason in its conf when a drift episode (or a
-   performance drop) opens and the policy asks for it; the cooldown stops retrain loops. The promotion decision
+3. `start_retraining` triggers the `training` DAG with the reason and `as_of_end` (the last label matured by that
+   night) in its conf when a drift episode (or a performance drop) opens and the policy asks for it; the cooldown
+   stops retrain loops. The promotion decision
    of that training run is audited in `ops/model_decisions` with this reason.
 4. `send_alert` mails the team once per episode: what drifted, by how much, the report, and whether retraining
    started.
@@ -84,7 +85,10 @@ with DAG(
         task_id="start_retraining",
         trigger_dag_id="training",
         trigger_run_id="drift__" + AS_OF,
-        conf={"reason": "{{ ti.xcom_pull(task_ids='monitor_drift')['retrain_reason'] }}"},
+        conf={
+            "reason": "{{ ti.xcom_pull(task_ids='monitor_drift')['retrain_reason'] }}",
+            "as_of_end": "{{ ti.xcom_pull(task_ids='monitor_drift')['retrain_as_of_end'] }}",
+        },
         skip_when_already_exists=True,
         wait_for_completion=False,
     )

@@ -33,6 +33,7 @@ from jobs.settings import Settings
 from jobs.spark import replace_window, run_job
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,17 @@ def _reference(spark: SparkSession, settings: Settings, config: ModelConfig, cha
     return spark.read.parquet(path).where(F.col("split") == "train")
 
 
+def _cache(settings: Settings, config: ModelConfig, champion: dict, suffix: str) -> Path:
+    """A reference cache file of this champion (its MLflow run in the name: versions restart with a new registry)."""
+    name = f"reference_v{champion['version']}_{champion['run_id']}.{suffix}"
+    return settings.home / "cache" / "drift" / config.name / name
+
+
 def reference_profiles(
     spark: SparkSession, settings: Settings, config: ModelConfig, champion: dict, columns: list[str]
 ) -> dict[str, drift_stats.Profile]:
     """Profiles of the reference features and scores, computed once per champion version and cached."""
-    cache = settings.home / "cache" / "drift" / config.name / f"reference_v{champion['version']}.json"
+    cache = _cache(settings, config, champion, "json")
     if cache.exists():
         cached = json.loads(cache.read_text())
         if set(cached) >= {*columns, SCORE}:
@@ -112,6 +119,32 @@ def reference_profiles(
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({name: p.to_dict() for name, p in profiles.items()}))
     return profiles
+
+
+def reference_sample(
+    spark: SparkSession,
+    settings: Settings,
+    config: ModelConfig,
+    champion: dict,
+    columns: list[str],
+    limit: int,
+    fraction: float,
+) -> pd.DataFrame:
+    """A scored sample of the reference for Evidently's plots, drawn once per champion version and cached."""
+    import pandas as pd
+
+    cache = _cache(settings, config, champion, f"sample{limit}.parquet")
+    cols = [*columns, SCORE]
+    if cache.exists():
+        cached = pd.read_parquet(cache)
+        if set(cached.columns) >= set(cols):
+            return cached[cols]
+    sampled = _reference(spark, settings, config, champion).sample(fraction=fraction, seed=7).limit(limit)
+    # Scored after sampling: only the sample's rows go through the model.
+    frame = inference.score(sampled.select(*columns), champion["uri"], columns).select(*cols).toPandas()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(cache)
+    return frame
 
 
 def current_frame(spark: SparkSession, settings: Settings, config: ModelConfig, as_of: date, version: int) -> Any:
@@ -344,6 +377,10 @@ def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of:
         "decision": decision.as_dict(),
         "report": report,
         "retrain_reason": f"drift episode {decision.episode_id}: {decision.reason}" if decision.retrain else None,
+        # Retraining learns from the labels matured by tonight, so a re-run of a past night trains as it would have.
+        "retrain_as_of_end": (as_of - timedelta(days=config.label.horizon_days + 1)).isoformat()
+        if decision.retrain
+        else None,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
@@ -391,13 +428,11 @@ def write_report(
     # Row counts from the profiles (scores are never null), so the sample costs no extra pass over the window.
     score = next(r for r in results if r.column == SCORE)
     totals = {"reference": score.reference_rows, "current": score.current_rows}
-    sides = {}
-    for name, frame in (("reference", _reference(spark, settings, config, champion)), ("current", current_df)):
-        total = totals[name]
-        sampled = frame.sample(fraction=min(1.0, 1.2 * limit / max(total, 1)), seed=7).limit(limit)
-        if name == "reference":  # scored after sampling: only the sample's rows go through the model
-            sampled = inference.score(sampled.select(*columns), champion["uri"], columns)
-        sides[name] = sampled.select(*cols).toPandas()
+    fraction = {name: min(1.0, 1.2 * limit / max(total, 1)) for name, total in totals.items()}
+    sides = {
+        "reference": reference_sample(spark, settings, config, champion, columns, limit, fraction["reference"]),
+        "current": current_df.sample(fraction=fraction["current"], seed=7).limit(limit).select(*cols).toPandas(),
+    }
     plotted = [c for c in cols if _binnable(sides["reference"][c], sides["current"][c])]
     skipped = sorted(set(cols) - set(plotted))
     if skipped:  # numpy cannot histogram them (e.g. a huge constant); their decisions above still use every row

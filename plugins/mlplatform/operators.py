@@ -241,6 +241,7 @@ class DriftMonitorOperator(SparkSubmitOperator):
             "as_of_date": summary["as_of_date"],
             "drifted_share": summary["drifted_share"],
             "retrain_reason": summary["retrain_reason"],
+            "retrain_as_of_end": summary.get("retrain_as_of_end"),
             "report": summary["report"],
             "summary": self.summary_path,
         }

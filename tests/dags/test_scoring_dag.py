@@ -34,5 +34,6 @@ def test_scoring_runs_on_the_features_asset_then_drift_then_retrain_and_alert() 
     retrain = dag.get_task("start_retraining")
     assert retrain.trigger_dag_id == "training" and retrain.skip_when_already_exists
     assert "retrain_reason" in retrain.conf["reason"], "the training run carries the reason in its conf"
+    assert "retrain_as_of_end" in retrain.conf["as_of_end"], "and trains on the labels matured by that night"
     # A night without an episode skips retraining; the alert task still decides (and skips) on its own.
     assert dag.get_task("send_alert").trigger_rule == "none_failed"

@@ -4,13 +4,14 @@ training DAG with the reason in its conf; the next drifted night stays quiet (co
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from jobs import inference, promotion
+from jobs.config import load_model_config
 from jobs.features import GOLD_TABLE
 from jobs.labels import LABELS_TABLE
 from tests.registry_helpers import STRONG, register, synthetic_frame, write_training_set
@@ -96,6 +97,8 @@ def test_a_drift_episode_mails_once_and_starts_retraining_with_its_reason(
         (retrain,) = session.query(DagRun).filter(DagRun.dag_id == "training").all()
     assert retrain.run_id == f"drift__{NIGHTS[0]}" and retrain.state == DagRunState.QUEUED
     assert retrain.conf["reason"].startswith(f"drift episode {MODEL}/{NIGHTS[0]}: ")
+    horizon = load_model_config(MODEL).label.horizon_days
+    assert retrain.conf["as_of_end"] == str(NIGHTS[0] - timedelta(days=horizon + 1)), "labels matured by that night"
 
     # The next night drifts as much: the same episode, inside the cooldown, so no second mail and no second retrain.
     second = _dag().test(run_conf={"as_of_date": str(NIGHTS[1])})

@@ -98,6 +98,12 @@ def test_stable_nights_stay_quiet_and_persistent_drift_opens_one_episode(spark, 
 
     read = lambda table: spark.read.format("delta").load(settings.table_path(*table))  # noqa: E731
     assert read(drift.METRICS_TABLE).count() == 4 * (len(STRONG) + 1)
+    # The champion's reference is profiled and sampled for the report once, not every night.
+    import mlflow
+
+    run = mlflow.MlflowClient().get_model_version(config.name, str(version)).run_id
+    cached = sorted(p.name for p in (settings.home / "cache" / "drift" / config.name).glob(f"*_{run}.*"))
+    assert [name.rsplit(".", 1)[-1] for name in cached] == ["json", "parquet"], cached
     windows = {r.as_of_date: r for r in read(drift.WINDOWS_TABLE).collect()}
     assert sorted(windows) == days and windows[days[3]].model_version == version
     (alert,) = read(drift.ALERTS_TABLE).collect()
