@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -50,20 +51,25 @@ class Replay:
     nights: list[str] = field(default_factory=list)
     episodes: list[str] = field(default_factory=list)
     mails: list[str] = field(default_factory=list)
+    other_mails: list[str] = field(default_factory=list)
     retrains: list[str] = field(default_factory=list)
     retrain_ids: list[str] = field(default_factory=list)
     audited: dict[str, str] = field(default_factory=dict)
+    airflow: str = ""
     sink: str = ""
 
     def lines(self) -> list[str]:
         """The summary's lines."""
         mailed = "; ".join(self.mails) or "none"
         return [
+            f"airflow    : {self.airflow}",
             *(f"night      : {n}" for n in self.nights),
-            f"alerts     : {len(self.episodes)} drift episode(s) {self.episodes}, {len(self.mails)} e-mail(s) kept by "
-            f"the loopback SMTP server in {self.sink}: {mailed}",
+            f"alerts     : {len(self.episodes)} drift episode(s) {self.episodes}, {len(self.mails)} alert e-mail(s) "
+            f"kept by the loopback SMTP server in {self.sink}: {mailed}",
             *(f"retraining : {r}" for r in self.retrains),
             *(f"audit      : ops/model_decisions for {k}: {v}" for k, v in self.audited.items()),
+            f"e-mails    : {len(self.mails) + len(self.other_mails)} in all; the others: "
+            f"{'; '.join(self.other_mails) or 'none'}",
         ]
 
     def problems(self) -> list[str]:
@@ -77,30 +83,36 @@ class Replay:
         return out
 
 
-def _drift_mails(folder: Path, seen: set[str]) -> list[str]:
-    """Subjects of drift alerts kept in ``folder`` that are not in ``seen``."""
+def _new_mails(folder: Path, seen: set[str]) -> list[str]:
+    """Subjects of the messages kept in ``folder`` that are not in ``seen``, oldest first."""
     from email import message_from_bytes, policy
 
-    subjects = []
-    for path in sorted(folder.glob("*.eml")):
-        if path.name not in seen:
-            subject = str(message_from_bytes(path.read_bytes(), policy=policy.default)["Subject"])
-            if "] DRIFT " in subject:
-                subjects.append(subject)
-    return subjects
+    paths = sorted((p for p in folder.glob("*.eml") if p.name not in seen), key=lambda p: p.stat().st_mtime)
+    return [str(message_from_bytes(p.read_bytes(), policy=policy.default)["Subject"]) for p in paths]
 
 
-def replay_nights(settings, config, nights: list[date]) -> Replay:
-    """Each night: score with the champion, monitor drift, mail a new episode once, retrain and promote on it."""
+def _run_id(api, dag_id: str, wanted: str) -> str:
+    """``wanted``, or ``wanted__2``, ``__3``... when an earlier demo on this home already used it."""
+    run_id, n = wanted, 1
+    while api.run(dag_id, run_id) is not None:
+        n += 1
+        run_id = f"{wanted}__{n}"
+    return run_id
+
+
+def _task_logs(settings, dag_id: str, run_id: str) -> Path:
+    """Where Airflow keeps the task logs of one run."""
+    return settings.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+
+
+def replay_nights(settings, config, nights: list[date], ports) -> Replay:
+    """Each night through the Airflow scheduler: trigger `scoring` for it and wait, and for the training it starts."""
     from contextlib import nullcontext
 
-    from jobs import drift, emails, inference
+    from jobs import drift, stack
     from jobs.mailsink import MailSink
-    from jobs.spark import get_spark
 
     replay = Replay(sink=str(settings.mail_root))
-    # `make` exports smtp_default; run by hand, the connection points at the same loopback server.
-    os.environ.setdefault("AIRFLOW_CONN_SMTP_DEFAULT", settings.smtp_connection_json())
     settings.mail_root.mkdir(parents=True, exist_ok=True)
     seen = {p.name for p in settings.mail_root.glob("*.eml")}
     try:
@@ -109,41 +121,73 @@ def replay_nights(settings, config, nights: list[date]) -> Replay:
     except OSError:  # `make up` already serves port smtp_port (and keeps mails in the same folder)
         log.info("an SMTP server already listens on %s:%d; sending there", settings.smtp_host, settings.smtp_port)
         sink = nullcontext()
+    paused: dict[str, bool] = {}
     try:
+        log.info("waiting for Airflow on 127.0.0.1:%d (log %s)", ports.airflow, settings.home / "logs" / "airflow.log")
+        stack.up(settings, ports, only=("airflow",), timeout=600)
+        api = stack.AirflowApi.local(settings, ports)
+        for dag_id in ("scoring", "training"):
+            api.wait_for_dag(dag_id, timeout=300)
+            paused[dag_id] = api.set_paused(dag_id, False)
+        runs = []
         for night in nights:
-            run_id = f"demo__{night.isoformat()}"
-            spark = get_spark("demo-night", settings=settings)
-            try:
-                scored = inference.run_inference(spark, settings, config, night, run_id)
-                summary = drift.monitor(spark, settings, config, night, run_id)
-            finally:
-                spark.stop()
+            run_id = _run_id(api, "scoring", f"demo__{night.isoformat()}")
+            log.info("night %s: triggering the scoring DAG as run %s", night, run_id)
+            api.trigger("scoring", run_id, {"as_of_date": night.isoformat()})
+            state = api.wait_run("scoring", run_id, timeout=1800)
+            runs.append(f"scoring {run_id} {state}")
+            if state != "success":
+                logs = _task_logs(settings, "scoring", run_id)
+                raise RuntimeError(f"scoring run {run_id} {state}; task logs in {logs}")
+            summary = drift.read_summary(drift.report_dir(settings, MODEL, night) / "summary.json", night.isoformat())
             decision = summary["decision"]
             features = [c for c in summary["columns"] if c["column"] != drift.SCORE]
             replay.nights.append(
-                f"{night} v{scored['version']} scored {scored['rows']} customers; "
+                f"{night} v{summary['model_version']} scored {summary['prediction']['current_rows']} customers; "
                 f"{sum(c['drifted'] for c in features)}/{len(features)} features drifted, predictions "
                 f"{'drifted' if summary['prediction']['drifted'] else 'stable'} -> "
                 f"{'ALERT' if decision['alert'] else 'no mail'}: {decision['reason']}"
             )
             log.info("night %s: %s", night, replay.nights[-1])
-            if not decision["alert"]:
-                continue
-            replay.episodes.append(decision["episode_id"])
-            retrain_id = f"drift__{night.isoformat()}" if decision["retrain"] else None
-            # As in the scoring DAG: retraining is started, then the one mail says so.
-            subject, html = emails.drift_email(
-                summary, retrain_id, dag_id="make demo (nightly replay)", run_id=run_id, log_url=""
-            )
-            emails.send(config.name, subject, html)
-            if retrain_id:
-                replay.retrains.append(retrain(settings, config, night, retrain_id, summary["retrain_reason"]))
+            if decision["alert"]:
+                replay.episodes.append(decision["episode_id"])
+            if decision["alert"] and decision["retrain"]:
+                retrain_id = f"drift__{night.isoformat()}"  # the scoring DAG's start_retraining names it so
+                log.info("night %s: waiting for the training run %s the drift episode started", night, retrain_id)
+                state = api.wait_run("training", retrain_id, timeout=3600)
+                runs.append(f"training {retrain_id} {state}")
                 replay.retrain_ids.append(retrain_id)
-        replay.mails = _drift_mails(settings.mail_root, seen)
+                replay.retrains.append(_retrained(settings, retrain_id, state))
+        replay.airflow = (
+            f"{len(runs)} DAG runs through the scheduler ({', '.join(runs)}); browse them with `make up`, "
+            f"http://127.0.0.1:{ports.airflow}/dags/scoring; task logs under {settings.airflow_home}/logs"
+        )
+        for mail in _new_mails(settings.mail_root, seen):
+            (replay.mails if "] DRIFT " in mail else replay.other_mails).append(mail)
         replay.audited = _audited(settings, replay.retrain_ids)
     finally:
+        with contextlib.suppress(Exception):  # leave the DAGs paused as they were
+            for dag_id, was in paused.items():
+                api.set_paused(dag_id, was)
         sink.__exit__(None, None, None)
     return replay
+
+
+def _retrained(settings, run_id: str, state: str) -> str:
+    """One line on a training run: the winner MLflow registered and the promotion decision on it."""
+    if state != "success":
+        return f"{run_id}: training DAG run {state}; task logs in {_task_logs(settings, 'training', run_id)}"
+    trained = train.verify_training_run(settings, MODEL, run_id)
+    decision = promotion.read_decision(promotion.decision_dir(settings, MODEL, run_id) / "decision.json")
+    outcome = (
+        f"{decision['action']}: {decision['summary']} [audit ops/model_decisions {decision['decision_id']}]"
+        if decision and "action" in decision
+        else "no promotion decision"
+    )
+    return (
+        f"{run_id}: {trained['winner']} v{trained['version']} (holdout ROC AUC {trained['holdout_roc_auc']:.3f}) "
+        f"-> {outcome}"
+    )
 
 
 def _audited(settings, dag_run_ids: list[str]) -> dict[str, str]:
@@ -172,29 +216,6 @@ def _audited(settings, dag_run_ids: list[str]) -> dict[str, str]:
     }
 
 
-def retrain(settings, config, night: date, run_id: str, reason: str) -> str:
-    """What the training DAG does when drift starts it: train on the labels matured by ``night``, then promote."""
-    from jobs.spark import get_spark
-
-    versions = trainset.pin_versions(settings)
-    labels_end = night - timedelta(days=config.label.horizon_days + 1)
-    log.info("retraining for %s on labels matured through %s: %s", night, labels_end, reason)
-    # The training DAG's build_training_set task, then its train task.
-    spark = get_spark("demo-trainset", settings=settings)
-    try:
-        trainset.build_training_set(spark, settings, config, None, labels_end, versions["features"], versions["labels"])
-    finally:
-        spark.stop()
-    trained = train_model(settings, versions, run_id, reason, labels_end)
-    outline, decision = promote(settings, run_id, reason)
-    if not decision or "action" not in decision:
-        return f"{run_id}: v{trained['version']} trained, no decision ({outline})"
-    return (
-        f"{run_id}: {trained['winner']} v{trained['version']} (holdout ROC AUC {trained['holdout_roc_auc']:.3f}) "
-        f"-> {decision['action']}: {decision['summary']} [audit ops/model_decisions {decision['decision_id']}]"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     """Replay CDNOW, then backfill bronze, silver, gold features and labels, then one incremental night."""
     parser = argparse.ArgumentParser(prog="python -m jobs.demo", description=main.__doc__)
@@ -203,10 +224,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--go-live", type=date.fromisoformat, default=None, help="first scored night (default: 90 days before --end)"
     )
-    parser.add_argument("--every", type=int, default=21, help="days between the replayed nights after go-live")
+    parser.add_argument("--every", type=int, default=28, help="days between the replayed nights after go-live")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load()
+    from jobs import stack
+
+    # `make` exports both connections; run by hand, they point at the same local Spark and loopback SMTP server.
+    os.environ.setdefault("AIRFLOW_CONN_SMTP_DEFAULT", settings.smtp_connection_json())
+    os.environ.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[*]"}))
+    ports = stack.Ports.from_env()
+    ours = stack.running(settings, "airflow") is None
+    if ours:  # it starts while the backfill runs; the nights after go-live go through its scheduler
+        log.info("starting Airflow standalone in the background on 127.0.0.1:%d for the nights", ports.airflow)
+        stack.start(settings, ports, only=("airflow",))
+    try:
+        return _demo(args, settings, ports)
+    finally:
+        if ours:
+            log.info("stopping the Airflow this demo started (`make up` serves it again, with these runs)")
+            stack.down(settings, only=("airflow",))
+
+
+def _demo(args: argparse.Namespace, settings, ports) -> int:
+    """The demo's steps and summary."""
     config = load_model_config(MODEL)
     started = time.monotonic()
     timings: dict[str, float] = {}
@@ -297,13 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     timings["promotion"] = time.monotonic() - t0
 
     log.info(
-        "step 10/10: the nights after go-live, every %d days from %s to %s: score, monitor drift, alert, retrain",
+        "step 10/10: the nights after go-live, every %d days from %s to %s, through the Airflow scheduler: score, "
+        "monitor drift, alert, retrain",
         args.every,
         go_live,
         args.end,
     )
     t0 = time.monotonic()
-    replay = replay_nights(settings, config, nights)
+    replay = replay_nights(settings, config, nights, ports)
     timings["nights"] = time.monotonic() - t0
 
     landed = replayed.rows

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,7 @@ def _pid_file(settings: Settings, name: str) -> Path:
     return settings.home / "run" / f"{name}.pid"
 
 
-def _running(settings: Settings, name: str) -> int | None:
+def running(settings: Settings, name: str) -> int | None:
     """The pid of a service this module started, if it is still alive."""
     try:
         pid = int(_pid_file(settings, name).read_text())
@@ -163,8 +164,130 @@ def airflow_password(settings: Settings) -> str | None:
         return None
 
 
-def up(settings: Settings, ports: Ports, only: tuple[str, ...] = (), timeout: float = 300) -> dict[str, str]:
-    """Start each service not yet running, wait until all are healthy; return name -> URL."""
+class AirflowApi:
+    """Airflow 3's REST API (``/api/v2``) as the admin user, with a JWT from ``/auth/token``."""
+
+    TERMINAL = frozenset({"success", "failed"})
+
+    def __init__(self, base: str, password: str) -> None:
+        self.base, self.password = base.rstrip("/"), password
+        self._token: str | None = None
+
+    @classmethod
+    def local(cls, settings: Settings, ports: Ports) -> AirflowApi:
+        """The API of the Airflow ``make up`` (or ``make demo``) runs."""
+        password = airflow_password(settings)
+        if not password:
+            raise RuntimeError(f"no generated admin password under {settings.airflow_home}; is Airflow up?")
+        return cls(f"http://{HOST}:{ports.airflow}", password)
+
+    def _call(self, method: str, path: str, body: dict | None = None, retry: bool = True) -> dict:
+        if self._token is None:
+            login = {"username": "admin", "password": self.password}
+            self._token = self._request("POST", "/auth/token", login, None)["access_token"]
+        try:
+            return self._request(method, path, body, self._token)
+        except urllib.error.HTTPError as error:
+            if error.code == 401 and retry:  # the token expired
+                self._token = None
+                return self._call(method, path, body, retry=False)
+            raise
+
+    def _request(self, method: str, path: str, body: dict | None, token: str | None) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.base}{path}", data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:500]
+            raise urllib.error.HTTPError(
+                error.url, error.code, f"{method} {path}: {detail}", error.hdrs, None
+            ) from None
+        return json.loads(payload) if payload else {}
+
+    def get(self, path: str) -> dict:
+        """GET ``path`` (e.g. ``/api/v2/dags/training``)."""
+        return self._call("GET", path)
+
+    def post(self, path: str, body: dict) -> dict:
+        """POST ``body`` to ``path``."""
+        return self._call("POST", path, body)
+
+    def patch(self, path: str, body: dict) -> dict:
+        """PATCH ``path`` with ``body``."""
+        return self._call("PATCH", path, body)
+
+    def wait_for_dag(self, dag_id: str, timeout: float) -> None:
+        """A healthy Airflow may not have parsed the DAG folder yet: wait until it serves ``dag_id``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.get(f"/api/v2/dags/{dag_id}")
+                return
+            except urllib.error.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(3)
+
+    def ensure_pool(self, name: str, slots: int, description: str) -> None:
+        """Create pool ``name`` unless it exists (the training DAG's ``gpu`` pool)."""
+        try:
+            self.get(f"/api/v2/pools/{name}")
+        except urllib.error.HTTPError as error:
+            if error.code != 404:
+                raise
+            self.post("/api/v2/pools", {"name": name, "slots": slots, "description": description})
+
+    def set_paused(self, dag_id: str, paused: bool) -> bool:
+        """Pause or unpause ``dag_id``; return whether it was paused before."""
+        before = bool(self.get(f"/api/v2/dags/{dag_id}")["is_paused"])
+        if before != paused:
+            self.patch(f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+        return before
+
+    def run(self, dag_id: str, run_id: str) -> dict | None:
+        """The DAG run, or None when it does not exist."""
+        try:
+            return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict) -> dict:
+        """Trigger ``dag_id`` now as run ``run_id`` with ``conf`` (validated against the DAG's Params)."""
+        return self.post(f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        """task_id -> state of the run's task instances."""
+        tis = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return {ti["task_id"]: ti["state"] for ti in tis}
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float, poll: float = 5) -> str:
+        """Wait until the run exists and ends; log each task's state changes as they happen; return its state."""
+        deadline = time.monotonic() + timeout
+        seen: dict[str, str | None] = {}
+        while True:
+            run = self.run(dag_id, run_id)
+            if run is not None:
+                states = self.task_states(dag_id, run_id)
+                for task_id, state in states.items():
+                    if state != seen.get(task_id) and state not in (None, "scheduled", "queued"):
+                        log.info("  %s/%s %s: %s", dag_id, run_id, task_id, state)
+                seen = states
+                if run["state"] in self.TERMINAL:
+                    return run["state"]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} run {run_id} not finished after {timeout:.0f} s (tasks: {seen})")
+            time.sleep(poll)
+
+
+def start(settings: Settings, ports: Ports, only: tuple[str, ...] = ()) -> dict[str, tuple[str, int]]:
+    """Start each service not yet running, without waiting; return name -> (health URL, pid)."""
     for folder in (settings.home / "run", settings.home / "logs", settings.reports_root, settings.mail_root):
         folder.mkdir(parents=True, exist_ok=True)
     settings.airflow_home.mkdir(parents=True, exist_ok=True)
@@ -172,7 +295,7 @@ def up(settings: Settings, ports: Ports, only: tuple[str, ...] = (), timeout: fl
     for name, (command, env, health) in services(settings, ports).items():
         if only and name not in only:
             continue
-        pid = _running(settings, name)
+        pid = running(settings, name)
         if pid is None:
             if _healthy(health):
                 raise RuntimeError(f"{name}: something else already answers on {health}; stop it or change the port")
@@ -185,9 +308,18 @@ def up(settings: Settings, ports: Ports, only: tuple[str, ...] = (), timeout: fl
             pid = process.pid
             log.info("%s started (pid %d), log %s", name, pid, logfile)
         started[name] = (health, pid)
+    return started
+
+
+def up(settings: Settings, ports: Ports, only: tuple[str, ...] = (), timeout: float = 300) -> dict[str, str]:
+    """Start each service not yet running, wait until all are healthy; return name -> URL."""
+    started = start(settings, ports, only)
     for name, (health, pid) in started.items():
         log.info("waiting for %s (%s)", name, health)
         wait_healthy(health, timeout, pid)
+    if "airflow" in started:
+        # Training tasks run in the `gpu` pool: one slot here, as many as GPUs in production.
+        AirflowApi.local(settings, ports).ensure_pool("gpu", 1, "GPU training slots")
     return {name: health for name, (health, _) in started.items()}
 
 
@@ -202,13 +334,15 @@ def _tree(pid: int) -> list:
         return []
 
 
-def down(settings: Settings, grace: float = 30) -> list[str]:
-    """Stop every service this module started, with all its descendants: SIGTERM, then SIGKILL after ``grace``."""
+def down(settings: Settings, grace: float = 30, only: tuple[str, ...] = ()) -> list[str]:
+    """Stop the services this module started (all, or ``only``) and their descendants; SIGKILL after ``grace``."""
     import psutil
 
     stopped = []
     for name in ("airflow", "mlflow", "reports", "mail"):
-        pid = _running(settings, name)
+        if only and name not in only:
+            continue
+        pid = running(settings, name)
         if pid is not None:
             tree = _tree(pid)
             with contextlib.suppress(OSError):
@@ -255,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "up":
         up(settings, ports, timeout=args.timeout)
     for name, (_, _, health) in services(settings, ports).items():
-        pid = _running(settings, name)
+        pid = running(settings, name)
         print(f"{name:8s}: {'up' if pid and _healthy(health) else 'down'}{f' (pid {pid})' if pid else ''}")
     print(describe(settings, ports))
     return 0

@@ -9,7 +9,6 @@ the test is about the form, not about training. The screenshot is kept under bui
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import socket
@@ -50,9 +49,9 @@ def airflow(tmp_path_factory: pytest.TempPathFactory):
         stack.up(settings, ports, only=("airflow",), timeout=420)
         password = stack.airflow_password(settings)
         assert password, "the simple auth manager generated no admin password"
-        base = f"http://127.0.0.1:{ports.airflow}"
-        _wait_for_dag(base, password, "training", timeout=240)
-        yield base, password
+        api = stack.AirflowApi.local(settings, ports)
+        api.wait_for_dag("training", timeout=240)
+        yield api
     finally:
         stack.down(settings)
         log = home / "logs" / "airflow.log"
@@ -79,39 +78,6 @@ def browser():
         driver.quit()
 
 
-def _api(base: str, password: str, path: str) -> dict:
-    """GET an Airflow REST API path with a JWT from /auth/token."""
-    request = urllib.request.Request(
-        f"{base}/auth/token",
-        data=json.dumps({"username": "admin", "password": password}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    token = json.loads(urllib.request.urlopen(request, timeout=30).read())["access_token"]
-    request = urllib.request.Request(f"{base}{path}", headers={"Authorization": f"Bearer {token}"})
-    return json.loads(urllib.request.urlopen(request, timeout=30).read())
-
-
-def _wait_for_dag(base: str, password: str, dag_id: str, timeout: float) -> None:
-    """A healthy Airflow may not have parsed the DAG folder yet: wait until the DAG is served."""
-    import time
-    import urllib.error
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _api(base, password, f"/api/v2/dags/{dag_id}")
-            return
-        except urllib.error.HTTPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(3)
-
-
-def _runs(base: str, password: str) -> list[dict]:
-    """The training DAG's runs through Airflow's REST API."""
-    return _api(base, password, "/api/v2/dags/training/dagRuns")["dag_runs"]
-
-
 def _click(wait, locator: tuple[str, str]) -> None:
     """Click once the element is there and clickable; the React UI re-renders, so find it afresh on each try."""
     from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
@@ -131,7 +97,8 @@ def test_log_in_trigger_training_with_a_reason_and_see_the_run(airflow, browser)
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    base, password = airflow
+    api = airflow
+    base, password = api.base, api.password
     wait = WebDriverWait(browser, 60)
     browser.get(base)
     assert "/auth/login" in browser.current_url, "an anonymous visitor is sent to the login page"
@@ -163,9 +130,10 @@ def test_log_in_trigger_training_with_a_reason_and_see_the_run(airflow, browser)
     shot = SHOTS / "training-triggered-with-reason.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
-    runs = {r["dag_run_id"]: r for r in _runs(base, password)}
+    runs = {r["dag_run_id"]: r for r in api.get("/api/v2/dags/training/dagRuns")["dag_runs"]}
     assert urllib.request.unquote(run_id) in runs
     run = runs[urllib.request.unquote(run_id)]
     assert run["conf"]["reason"] == REASON, "the non-default Param value reached the run's conf"
     assert run["conf"]["family"] == "all" and run["run_type"] == "manual"
     assert run["state"] == "queued", "the DAG stayed paused, so nothing trained"
+    assert api.get("/api/v2/pools/gpu")["slots"] == 1, "make up creates the pool the train task runs in"
