@@ -24,7 +24,7 @@ help:
 	@echo "make demo   - set up, then run the platform's main job on the real CDNOW data"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make lint   - ruff (with Airflow's AIR rules)"
-	@echo "make bench  - generator at 10M rows; features on CDNOW and 10M synthetic rows; quality gate on 10M gold rows; training rows/s per family; drift Spark vs Evidently at 1M/10M; 30 nightly 1M-row drift windows"
+	@echo "make bench  - generator at 10M rows; features on CDNOW and 10M synthetic rows; quality gate on 10M gold rows; training rows/s per family; drift Spark vs Evidently at 1M/10M; 30 nightly 1M-row drift windows; features in DuckDB vs Spark (CDNOW, 1M); docs/benchmarks/README.md + plots"
 	@echo "make up     - Airflow (:8080, password printed), MLflow UI (:5000), mail sink (:8025), reports (:8000) on loopback"
 	@echo "make down   - stop what make up started"
 	@echo "make lock   - re-resolve requirements.lock from requirements*.txt"
@@ -70,6 +70,9 @@ bench: setup
 	$(PY) -m bench.training --rows 1000000
 	$(PY) -m bench.drift --rows 1000000 10000000
 	$(PY) -m bench.drift_windows --rows 1000000 --nights 30
+	$(PY) -m bench.duckdb_features --source cdnow
+	$(PY) -m bench.duckdb_features --source synthetic --rows 1000000 --customers 100000
+	$(PY) -m bench.report
 
 lint: setup
 	$(VENV)/bin/ruff check dags plugins jobs include tests bench

@@ -15,41 +15,15 @@ import argparse
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bench import harness, report
 from jobs import cdnow, features
 
 log = logging.getLogger("bench.features")
-DAYS = 546  # synthetic data spans as many days as CDNOW, so day 50 and day 500 mean the same
-
-
-def _silver(spark: Any, path: str) -> int:
-    """CDNOW as a silver table (landing_date = order_date), like a finished night-by-night replay."""
-    from pyspark.sql import functions as F
-
-    frame = cdnow.read_cdnow()
-    frame["landing_date"] = frame["order_date"]
-    frame["source_file"] = "cdnow"
-    frame["ingest_run_id"] = "bench"
-    schema = (
-        "transaction_id string, customer_id long, order_date date, quantity long, amount double, "
-        "landing_date date, source_file string, ingest_run_id string"
-    )
-    silver = spark.createDataFrame(frame, schema).withColumn("quantity", F.col("quantity").cast("int"))
-    silver.repartition("landing_date").write.format("delta").mode("overwrite").partitionBy("landing_date").save(path)
-    return len(frame)
-
-
-def _jvm_cpu_seconds(spark: Any) -> float:
-    """CPU time used so far by the local Spark JVM (driver and local executors): a load-independent cost."""
-    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _values(spark: Any, path: str, day: date, columns: list[str]) -> tuple:
@@ -66,62 +40,27 @@ def _values(spark: Any, path: str, day: date, columns: list[str]) -> tuple:
     return int(row[0]), row[1]
 
 
-def _synthetic_silver(spark: Any, settings: Any, rows: int, customers: int, result: dict[str, Any]) -> int:
-    """Generator landing files -> bronze -> silver through the real stages; their times go into ``result``."""
-    from jobs import clean, ingest
-    from jobs import generate as gen
-
-    config = gen.GeneratorConfig(
-        out=settings.landing_root, rows=rows, customers=customers, start=cdnow.FIRST_DAY, days=DAYS, seed=1
-    )
-    started = time.perf_counter()
-    gen.generate(config)
-    result["generate_seconds"] = round(time.perf_counter() - started, 1)
-    end = cdnow.FIRST_DAY + timedelta(days=DAYS - 1)
-    started = time.perf_counter()
-    result["bronze_rows"] = ingest.ingest(spark, settings, cdnow.FIRST_DAY, end, "bench")
-    result["ingest_seconds"] = round(time.perf_counter() - started, 1)
-    started = time.perf_counter()
-    cleaned = clean.clean(spark, settings, cdnow.FIRST_DAY, end, "bench")
-    result["clean_seconds"] = round(time.perf_counter() - started, 1)
-    log.info("synthetic: %s", {k: v for k, v in result.items() if k.endswith("seconds") or k.endswith("rows")})
-    return cleaned.accepted
-
-
 def run(model: str, keep: bool, source: str = "cdnow", rows: int = 0, customers: int = 0) -> dict[str, Any]:
     """Build silver in a temp lake, then time the backfill and the two increments."""
-    lake = tempfile.mkdtemp(prefix="bench-features-")
-    os.environ["MLP_LAKE_ROOT"] = f"{lake}/lake"
-    os.environ["MLP_LANDING_ROOT"] = f"{lake}/landing"
     from jobs.config import load_model_config
-    from jobs.settings import load
-    from jobs.spark import get_spark
 
-    settings = load()
     config = load_model_config(model)
-    spark = get_spark("bench-features", settings=settings, overrides=features.spark_overrides(settings))
-    result: dict[str, Any] = {
-        "source": source,
-        "cores": os.cpu_count(),
-        "shuffle_partitions": settings.spark_shuffle_partitions,
-    }
-    try:
-        started = time.perf_counter()
-        if source == "synthetic":
-            result.update(transactions=rows, customers=customers)
-            result["silver_rows"] = _synthetic_silver(spark, settings, rows, customers, result)
-        else:
-            result["silver_rows"] = _silver(spark, settings.table_path(*features.SILVER_TABLE))
-        log.info("silver: %d rows in %.1fs", result["silver_rows"], time.perf_counter() - started)
+    with harness.session("bench-features", keep) as (spark, settings):
+        result: dict[str, Any] = {
+            "source": source,
+            "cores": os.cpu_count(),
+            "shuffle_partitions": settings.spark_shuffle_partitions,
+        }
+        result["silver_rows"] = harness.build_silver(spark, settings, source, rows, customers, result)
 
-        started, cpu = time.perf_counter(), _jvm_cpu_seconds(spark)
+        started, cpu = time.perf_counter(), harness.jvm_cpu_seconds(spark)
         summary = features.build_features(spark, settings, config, cdnow.FIRST_DAY, cdnow.LAST_DAY, "bench-backfill")
         result["backfill"] = {
             "rows": summary["rows"],
             "files": summary["files"],
             "dates": summary["dates"],
             "seconds": round(time.perf_counter() - started, 1),
-            "jvm_cpu_seconds": round(_jvm_cpu_seconds(spark) - cpu, 1),
+            "jvm_cpu_seconds": round(harness.jvm_cpu_seconds(spark) - cpu, 1),
             "mode": summary["mode"],
         }
         log.info("backfill: %s", result["backfill"])
@@ -130,9 +69,9 @@ def run(model: str, keep: bool, source: str = "cdnow", rows: int = 0, customers:
         values = [c for c in features.gold_columns(config) if c != "feature_run_id"]
         for label, day in (("day50", date(1997, 2, 19)), ("day500", date(1998, 5, 16))):
             before = _values(spark, gold, day, values)
-            started, cpu = time.perf_counter(), _jvm_cpu_seconds(spark)
+            started, cpu = time.perf_counter(), harness.jvm_cpu_seconds(spark)
             summary = features.build_features(spark, settings, config, day, day, f"bench-{label}")
-            seconds, cpu = time.perf_counter() - started, _jvm_cpu_seconds(spark) - cpu
+            seconds, cpu = time.perf_counter() - started, harness.jvm_cpu_seconds(spark) - cpu
             after = _values(spark, gold, day, values)
             result[label] = {
                 "as_of": day.isoformat(),
@@ -143,12 +82,23 @@ def run(model: str, keep: bool, source: str = "cdnow", rows: int = 0, customers:
                 "equals_backfill": before == after,
             }
             log.info("%s: %s", label, result[label])
-        result["ratio_day500_day50"] = round(result["day500"]["seconds"] / result["day50"]["seconds"], 2)
-    finally:
-        spark.stop()
-        if not keep:
-            shutil.rmtree(lake, ignore_errors=True)
+    result["ratio_day500_day50"] = round(result["day500"]["seconds"] / result["day50"]["seconds"], 2)
     return result
+
+
+def record(result: dict[str, Any], params: dict[str, Any], root: Path | None = None) -> dict[str, Any]:
+    """Append the run to docs/benchmarks/history.jsonl (stages: the backfill and both increments)."""
+    stages = {f"spark.{stage}": {"seconds": result[stage]["seconds"]} for stage in ("backfill", "day50", "day500")}
+    ratios = {"day500/day50": result["ratio_day500_day50"]}
+    return report.record(
+        f"features-{result['source']}",
+        params,
+        result,
+        rows=result["silver_rows"],
+        stages=stages,
+        ratios=ratios,
+        root=root or report.RESULTS_DIR,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,10 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", choices=("cdnow", "synthetic"), default="cdnow")
     parser.add_argument("--rows", type=int, default=10_000_000, help="synthetic transactions")
     parser.add_argument("--customers", type=int, default=100_000, help="synthetic customers")
+    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/history.jsonl")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result = run(args.model, args.keep, args.source, args.rows, args.customers)
     print(json.dumps(result, indent=2))
+    if not args.no_record:
+        params = {"source": args.source, "model": args.model}
+        if args.source == "synthetic":
+            params.update(rows=args.rows, customers=args.customers)
+        record(result, params)
     return 0 if result["day50"]["equals_backfill"] and result["day500"]["equals_backfill"] else 1
 
 

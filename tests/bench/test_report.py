@@ -1,0 +1,82 @@
+"""The benchmark history appends, and its README table and log-log plots are regenerated from it."""
+
+from __future__ import annotations
+
+import json
+
+from bench import report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _record(root, rows: int, spark: float, duckdb: float) -> dict:
+    stages = {"spark.backfill": {"seconds": spark, "peak_gib": 1.5}, "duckdb.backfill": {"seconds": duckdb}}
+    return report.record(
+        "features-duckdb-synthetic",
+        {"rows": rows},
+        {"equal": True},
+        rows=rows,
+        stages=stages,
+        ratios={"backfill spark/duckdb": round(spark / duckdb, 2)},
+        root=root,
+    )
+
+
+def test_record_appends_and_keeps_earlier_lines(tmp_path) -> None:
+    _record(tmp_path, 100_000, 12.0, 2.0)
+    first = (tmp_path / report.HISTORY).read_text()
+    _record(tmp_path, 1_000_000, 60.0, 9.0)
+    text = (tmp_path / report.HISTORY).read_text()
+    assert text.startswith(first)
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [line["rows"] for line in lines] == [100_000, 1_000_000]
+    entry = lines[0]
+    assert entry["benchmark"] == "features-duckdb-synthetic"
+    assert entry["stages"]["spark.backfill"] == {"seconds": 12.0, "peak_gib": 1.5}
+    assert entry["ratios"] == {"backfill spark/duckdb": 6.0}
+    assert {"timestamp", "commit", "dirty", "params", "result"} <= set(entry)
+    assert set(report.MACHINE_COLUMNS) <= set(entry["machine"])
+    assert entry["machine"]["cores"] >= 1 and entry["machine"]["duckdb"]
+
+
+def test_readme_shows_the_newest_result_per_size_and_the_machine(tmp_path) -> None:
+    _record(tmp_path, 100_000, 12.0, 2.0)
+    _record(tmp_path, 100_000, 11.0, 1.0)
+    _record(tmp_path, 1_000_000, 60.0, 9.0)
+    readme = (tmp_path / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| features-duckdb-synthetic")]
+    assert len(rows) == 2
+    assert "spark.backfill 11.00" in rows[0] and "backfill spark/duckdb 11.00" in rows[0]
+    assert "100,000" in rows[0] and "1,000,000" in rows[1]
+    assert "## Machines" in readme and "| A |" in readme
+    assert "3 results" in readme
+    assert "![features-duckdb-synthetic](features-duckdb-synthetic.png)" in readme
+
+
+def test_plot_is_a_real_png(tmp_path) -> None:
+    _record(tmp_path, 100_000, 12.0, 2.0)
+    _record(tmp_path, 1_000_000, 60.0, 9.0)
+    data = (tmp_path / "features-duckdb-synthetic.png").read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    assert len(data) > 10_000
+
+
+def test_render_from_the_cli_rewrites_the_views(tmp_path) -> None:
+    _record(tmp_path, 100_000, 12.0, 2.0)
+    (tmp_path / "README.md").unlink()
+    (tmp_path / "features-duckdb-synthetic.png").unlink()
+    assert report.main(["--root", str(tmp_path)]) == 0
+    assert (tmp_path / "README.md").exists()
+    assert (tmp_path / "features-duckdb-synthetic.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_the_features_benchmark_records_its_stages(tmp_path) -> None:
+    from bench import features as bench_features
+    from jobs.settings import REPO_ROOT
+
+    result = json.loads((REPO_ROOT / "docs" / "benchmarks" / "features-synthetic-10M.json").read_text())
+    entry = bench_features.record(result, {"source": "synthetic", "rows": 10_000_000}, root=tmp_path)
+    assert entry["benchmark"] == "features-synthetic" and entry["rows"] == 10_000_000
+    assert entry["stages"]["spark.backfill"] == {"seconds": 151.8}
+    assert entry["ratios"] == {"day500/day50": 1.19}
+    assert (tmp_path / "features-synthetic.png").read_bytes().startswith(PNG_MAGIC)
