@@ -63,6 +63,8 @@ def airflow_env(settings: Settings, ports: Ports) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # LocalExecutor forks this many workers up front (Airflow's default is 32); tasks here are Spark jobs.
+        "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM") or str(max(4, os.cpu_count() or 2)),
         "AIRFLOW__API__HOST": HOST,
         "AIRFLOW__API__PORT": str(ports.airflow),
         "AIRFLOW__API__BASE_URL": f"http://{HOST}:{ports.airflow}",
