@@ -377,8 +377,8 @@ def _demo(args: argparse.Namespace, settings, ports) -> int:
                 f"promotion  : {decision['summary'] if decision else outline} "
                 f"[{outline['action']}; audit {lake}/ops/model_decisions; report {decision and decision['report']}]",
                 *replay.lines(),
-                f"mlflow     : {settings.mlflow_tracking_uri} (browse: .venv/bin/mlflow ui --backend-store-uri "
-                f"{settings.mlflow_tracking_uri})",
+                f"mlflow     : {settings.mlflow_tracking_uri}; `make up` serves it (and Airflow, the mails and the "
+                "reports) on loopback: MLflow UI http://127.0.0.1:5000",
                 "timings    : " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
                 f"wall time  : {time.monotonic() - started:.0f} s",
                 f"where      : Delta tables under {lake}/(bronze|silver|quarantine|ops|gold); "

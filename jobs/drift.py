@@ -153,13 +153,15 @@ def current_frame(spark: SparkSession, settings: Settings, config: ModelConfig, 
 
     first = as_of - timedelta(days=config.drift.window_days - 1)
     in_window = (F.col("as_of_date") >= F.lit(first)) & (F.col("as_of_date") <= F.lit(as_of))
-    gold = spark.read.format("delta").load(settings.table_path(*GOLD_TABLE)).where(in_window)
     scores = (
         spark.read.format("delta")
         .load(settings.table_path(*inference.PREDICTIONS_TABLE))
         .where(in_window & (F.col("model") == config.name) & (F.col("model_version") == version))
         .select("customer_id", "as_of_date", SCORE)
     )
+    # Only the scored dates of gold (its partitions) are read, not the whole window.
+    scored = [r.as_of_date for r in scores.select("as_of_date").distinct().collect()]
+    gold = spark.read.format("delta").load(settings.table_path(*GOLD_TABLE)).where(F.col("as_of_date").isin(scored))
     return gold.join(scores, ["customer_id", "as_of_date"], "inner")
 
 
@@ -267,7 +269,8 @@ def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of:
     columns = inference.model_columns(champion["uri"], config)
     log.info("drift of %s v%s, window ending %s, %d feature columns", config.name, version, as_of, len(columns))
     reference = reference_profiles(spark, settings, config, champion, columns)
-    current_df = current_frame(spark, settings, config, as_of, version)
+    # Profiled here, sampled for the report below: joined once.
+    current_df = current_frame(spark, settings, config, as_of, version).persist()
     current = drift_stats.profile(current_df, [*columns, SCORE])
     if not current[SCORE].rows:
         raise ValueError(
@@ -296,6 +299,7 @@ def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of:
     out = report_dir(settings, config.name, as_of)
     out.mkdir(parents=True, exist_ok=True)
     report = write_report(spark, settings, config, champion, columns, current_df, results, share, perf, as_of, out)
+    current_df.unpersist()
     stamp = datetime.now(UTC)
     where = f"model = '{config.name}' AND as_of_date = '{as_of.isoformat()}'"
     _write(
