@@ -60,7 +60,7 @@ down:
 TEST_WORKERS ?= 3
 
 test: setup
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow"

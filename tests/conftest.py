@@ -113,33 +113,3 @@ def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Inbox]:
         yield inbox
     finally:
         controller.stop()
-
-
-# The longest files (from `--durations`), longest first. `make test` hands files to xdist workers in collection
-# order (--no-loadscope-reorder; xdist's default puts files with the most tests first, which left these single-test
-# files for the end, run one after the other). Each worker takes two files at the start, so light ones sit 4th-5th.
-HEAVIEST_FIRST = (
-    "integration/test_feature_pipeline_dag.py",
-    "integration/test_scoring_dag.py",
-    "jobs/test_idempotency.py",
-    "integration/test_spark_cluster.py",
-    "integration/test_training_verification.py",
-    "integration/test_quality_gate_dag.py",
-    "integration/test_promotion_dags.py",
-    "bench/test_duckdb_features.py",
-    "integration/test_browser.py",
-    "jobs/test_quality.py",
-    "jobs/test_drift.py",
-    "jobs/test_promotion_flow.py",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the heaviest test files first (a stable sort: the rest keep their order)."""
-    rank = {name: i for i, name in enumerate(HEAVIEST_FIRST)}
-
-    def key(item: pytest.Item) -> int:
-        path = Path(str(item.fspath)).as_posix()
-        return next((i for name, i in rank.items() if path.endswith("tests/" + name)), len(rank))
-
-    items.sort(key=key)
