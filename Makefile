@@ -55,9 +55,9 @@ up: setup
 down:
 	$(PY) -m jobs.stack down
 
-# Three workers, one test file each at a time (each worker has its own isolated platform home, Spark and Airflow
-# DB). On 2 cores the suite keeps ~1.2 cores busy with two workers (much of it waits on JVM and process start-up).
-TEST_WORKERS ?= 3
+# Two workers, one test file each at a time (each worker has its own isolated platform home, Spark and Airflow DB).
+# A third worker on 2 cores made the suite slower (31 min against 27): the Spark-heavy files then contend.
+TEST_WORKERS ?= 2
 
 test: setup
 	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --durations=15
