@@ -13,8 +13,8 @@ date only).
    applies the alert policy (`drift:` in the model config: drifted share, k of n windows, cooldown).
 3. `start_retraining` triggers the `training` DAG with the reason and `as_of_end` (the last label matured by that
    night) in its conf when a drift episode (or a performance drop) opens and the policy asks for it; the cooldown
-   stops retrain loops. The promotion decision
-   of that training run is audited in `ops/model_decisions` with this reason.
+   stops retrain loops. The promotion decision of that training run is audited in `ops/model_decisions` with this
+   reason.
 4. `send_alert` mails the team once per episode: what drifted, by how much, the report, and whether retraining
    started.
 """

@@ -105,7 +105,7 @@ def _task_logs(settings, dag_id: str, run_id: str) -> Path:
     return settings.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
 
 
-def replay_nights(settings, config, nights: list[date], ports) -> Replay:
+def replay_nights(settings, nights: list[date], ports) -> Replay:
     """Each night through the Airflow scheduler: trigger `scoring` for it and wait, and for the training it starts."""
     from contextlib import nullcontext
 
@@ -194,24 +194,16 @@ def _audited(settings, dag_run_ids: list[str]) -> dict[str, str]:
     """The ops/model_decisions rows of these training runs: action, applied, champion before and after, reason."""
     if not dag_run_ids:
         return {}
-    from pyspark.sql import functions as F
-
     from jobs.spark import get_spark
 
     spark = get_spark("demo-audit", settings=settings)
     try:
-        rows = (
-            spark.read.format("delta")
-            .load(settings.table_path(*promotion.AUDIT_TABLE))
-            .where(F.col("model") == MODEL)
-            .where(F.col("dag_run_id").isin(dag_run_ids))
-            .collect()
-        )
+        rows = [r for r in promotion.read_audit(spark, settings, MODEL) if r["dag_run_id"] in dag_run_ids]
     finally:
         spark.stop()
     return {
-        r.dag_run_id: f"{r.action} (applied {r.applied}), champion v{r.champion_before} -> v{r.champion_after}, "
-        f"reason '{r.reason}'"
+        r["dag_run_id"]: f"{r['action']} (applied {r['applied']}), champion v{r['champion_before']} -> "
+        f"v{r['champion_after']}, reason '{r['reason']}'"
         for r in rows
     }
 
@@ -345,7 +337,7 @@ def _demo(args: argparse.Namespace, settings, ports) -> int:
         args.end,
     )
     t0 = time.monotonic()
-    replay = replay_nights(settings, config, nights, ports)
+    replay = replay_nights(settings, nights, ports)
     timings["nights"] = time.monotonic() - t0
 
     landed = replayed.rows
@@ -378,7 +370,7 @@ def _demo(args: argparse.Namespace, settings, ports) -> int:
                 f"[{outline['action']}; audit {lake}/ops/model_decisions; report {decision and decision['report']}]",
                 *replay.lines(),
                 f"mlflow     : {settings.mlflow_tracking_uri}; `make up` serves it (and Airflow, the mails and the "
-                "reports) on loopback: MLflow UI http://127.0.0.1:5000",
+                f"reports) on loopback: MLflow UI http://127.0.0.1:{ports.mlflow}",
                 "timings    : " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
                 f"wall time  : {time.monotonic() - started:.0f} s",
                 f"where      : Delta tables under {lake}/(bronze|silver|quarantine|ops|gold); "
