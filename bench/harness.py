@@ -23,7 +23,7 @@ DAYS = 546  # synthetic data spans as many days as CDNOW, so day 50 and day 500 
 
 @contextmanager
 def session(name: str, keep: bool = False) -> Iterator[tuple[Any, Any]]:
-    """(spark, settings) over a fresh temp lake and landing zone, with the features job's Spark settings."""
+    """(spark, settings) over a fresh temp lake and landing zone, with the jobs' Spark settings."""
     lake = tempfile.mkdtemp(prefix=f"{name}-")
     os.environ["MLP_LAKE_ROOT"] = f"{lake}/lake"
     os.environ["MLP_LANDING_ROOT"] = f"{lake}/landing"
@@ -31,7 +31,7 @@ def session(name: str, keep: bool = False) -> Iterator[tuple[Any, Any]]:
     from jobs.spark import get_spark
 
     settings = load()
-    spark = get_spark(name, settings=settings, overrides=features.spark_overrides(settings))
+    spark = get_spark(name, settings=settings)
     try:
         yield spark, settings
     finally:

@@ -114,7 +114,7 @@ def reference_profiles(
         if set(cached) >= {*columns, SCORE}:
             return {name: drift_stats.Profile.from_dict(p) for name, p in cached.items()}
     sample = _reference(spark, settings, config, champion)
-    sample = inference.score(sample.select(*columns), champion["uri"], columns)
+    sample = inference.score(sample.select(*columns), champion["uri"], columns, settings.score_driver_max_rows)
     profiles = drift_stats.profile(sample, [*columns, SCORE])
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({name: p.to_dict() for name, p in profiles.items()}))
@@ -141,7 +141,8 @@ def reference_sample(
             return cached[cols]
     sampled = _reference(spark, settings, config, champion).sample(fraction=fraction, seed=7).limit(limit)
     # Scored after sampling: only the sample's rows go through the model.
-    frame = inference.score(sampled.select(*columns), champion["uri"], columns).select(*cols).toPandas()
+    scored = inference.score(sampled.select(*columns), champion["uri"], columns, settings.score_driver_max_rows)
+    frame = scored.select(*cols).toPandas()
     cache.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(cache)
     return frame

@@ -431,13 +431,6 @@ def build_features(
     return summary
 
 
-def spark_overrides(settings: Settings) -> dict[str, str]:
-    """Session settings this job runs with (on top of ``jobs.spark.spark_conf``)."""
-    # Delta rebuilds a table's file list in 50 tasks by default after every commit; on a small cluster that is
-    # most of a nightly increment's cost. The shuffle width is plenty for lake tables of this size.
-    return {"spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions)}
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``--model NAME --start D [--end D] --run-id ID`` builds gold features for the window."""
     parser = argparse.ArgumentParser(prog="python -m jobs.features", description="silver -> gold customer features")
@@ -452,7 +445,6 @@ def main(argv: list[str] | None = None) -> int:
         lambda spark, settings: build_features(
             spark, settings, config, args.start, args.end or args.start, args.run_id
         ),
-        overrides=spark_overrides,
     )
     print(
         f"features {summary['start']}..{summary['end']} ({summary['mode']}): "

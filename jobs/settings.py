@@ -51,6 +51,8 @@ class Settings:
     # What a browser opens from a task's extra links (the MLflow UI, served reports); not what the containers use.
     mlflow_ui_url: str = "http://127.0.0.1:5000"
     reports_url: str = ""  # empty: reports are linked as file:// URIs of reports_root
+    # A date with at most this many rows is scored by the driver's copy of the model, not spark_udf (0: never).
+    score_driver_max_rows: int = 500_000
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -93,6 +95,7 @@ class Settings:
             models_dir=Path(_env("MLP_MODELS_DIR", str(REPO_ROOT / "include" / "models"))),
             mlflow_ui_url=_env("MLP_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
             reports_url=_env("MLP_REPORTS_URL", ""),
+            score_driver_max_rows=int(_env("MLP_SCORE_DRIVER_MAX_ROWS", "500000")),
         )
 
     def smtp_connection_json(self) -> str:

@@ -269,7 +269,7 @@ class AirflowApi:
         tis = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         return {ti["task_id"]: ti["state"] for ti in tis}
 
-    def wait_run(self, dag_id: str, run_id: str, timeout: float, poll: float = 5) -> str:
+    def wait_run(self, dag_id: str, run_id: str, timeout: float, poll: float = 2) -> str:
         """Wait until the run exists and ends; log each task's state changes as they happen; return its state."""
         deadline = time.monotonic() + timeout
         seen: dict[str, str | None] = {}

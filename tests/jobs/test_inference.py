@@ -1,5 +1,6 @@
 """Batch inference on real Spark, Delta and an MLflow registry: the champion resolved to a concrete version, every
-customer of the date scored through MLflow's spark_udf, and a re-run of one date that leaves the others alone."""
+customer of the date scored (in the driver for a small date, through MLflow's spark_udf for a large one: the same
+scores), and a re-run of one date that leaves the others alone."""
 
 from __future__ import annotations
 
@@ -82,3 +83,27 @@ def test_no_champion_or_no_features_is_a_clear_error(spark, lake) -> None:
     MlflowClient().delete_registered_model_alias(config.name, promotion.CHAMPION)
     with pytest.raises(inference.NoChampionError, match="has no @champion"):
         inference.run_inference(spark, settings, config, DAYS[0], "r")
+
+
+def test_driver_scoring_of_a_small_date_gives_spark_udfs_scores(spark, lake) -> None:
+    from pyspark.sql import functions as F
+
+    settings, config, first, _ = lake
+    uri = f"models:/{config.name}/{first}"
+    columns = inference.model_columns(uri, config)
+    gold = spark.read.format("delta").load(settings.table_path(*GOLD_TABLE)).where(F.col("as_of_date") == DAYS[0])
+    frame = gold.select("customer_id", "as_of_date", *columns)
+
+    def plan(scored) -> str:
+        return scored._jdf.queryExecution().optimizedPlan().toString()
+
+    # The date has 600 rows: a limit of 600 scores them in the driver, 599 or 0 on the executors (a Python UDF).
+    assert "EvalPython" in plan(inference.score(frame, uri, columns, driver_max_rows=599))
+    udf, driver = inference.score(frame, uri, columns, driver_max_rows=0), inference.score(frame, uri, columns, 600)
+    assert "EvalPython" in plan(udf) and "EvalPython" not in plan(driver)
+    on_executors, in_driver = udf.toPandas(), driver.toPandas()
+    merged = on_executors.merge(in_driver, on=["customer_id", "as_of_date"], suffixes=("_udf", "_driver"))
+    assert len(merged) == len(on_executors) == len(in_driver) == 600
+    assert list(in_driver.columns) == [*frame.columns, "score"]
+    assert (merged["score_udf"] - merged["score_driver"]).abs().max() < 1e-9
+    assert merged["score_driver"].between(0, 1).all() and merged["score_driver"].nunique() > 100
