@@ -11,7 +11,7 @@ and written to Parquet first, so no timing includes generation. Then, each in it
 Peak memory is the peak of the summed RSS of the child's whole process tree (the Python driver, its JVM, and the
 JVM's Python workers), sampled every 50 ms by this parent process; shared pages count once per process, so the
 figure errs high. Seconds are the stage itself (``drift`` / ``evidently_drift``), timed in the child after start-up.
-Prints one JSON line per size and appends the run, with machine info, to ``docs/benchmarks/drift.json``.
+Prints one JSON line per size and appends each, with machine info, to ``docs/benchmarks/history.jsonl``.
 """
 
 from __future__ import annotations
@@ -20,23 +20,20 @@ import argparse
 import contextlib
 import json
 import logging
-import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import report
 from jobs.settings import REPO_ROOT
 
 log = logging.getLogger("bench.drift")
 
-RESULTS = REPO_ROOT / "docs" / "benchmarks" / "drift.json"
 COLUMNS = 20
 DRIFTED = {"f00": "mean +0.2 sd", "f05": "lognormal sigma x1.25", "f12": "uniform shifted +5", "f16": "category mix"}
 SPARK_OVERRIDES = {
@@ -234,29 +231,26 @@ def run(rows: int, evidently_max_rows: int, memory_fraction: float) -> dict[str,
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _machine() -> dict[str, Any]:
-    from importlib.metadata import version
-
-    import psutil
-
-    return {
-        "cores": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        **{name: version(name) for name in ("pyspark", "evidently", "numpy", "pandas", "scipy", "pyarrow")},
+def record(result: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Append one size's result to docs/benchmarks/history.jsonl: both engines' seconds and peaks, and the ratios."""
+    stages = {
+        engine: {"seconds": result[engine]["seconds"], "peak_gib": round(result[engine]["peak_total_mib"] / 1024, 2)}
+        for engine in ("spark", "evidently")
+        if isinstance(result.get(engine), dict) and "seconds" in result[engine]
     }
+    ratios = {f"evidently/spark {k.replace('_mib', '')}": v for k, v in (result.get("ratios") or {}).items()}
+    return report.record("drift", params, result, rows=result["rows_per_side"], stages=stages, ratios=ratios)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m bench.drift [--rows N ...]``; appends the run to docs/benchmarks/drift.json."""
+    """CLI: ``python -m bench.drift [--rows N ...]``; appends each size to docs/benchmarks/history.jsonl."""
     parser = argparse.ArgumentParser(prog="python -m bench.drift", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000], help="rows per side")
     parser.add_argument("--evidently-max-rows", type=int, default=10_000_000, help="skip Evidently above this")
     parser.add_argument(
         "--memory-fraction", type=float, default=0.8, help="kill Evidently above this share of available memory"
     )
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/drift.json")
+    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/history.jsonl")
     parser.add_argument("--child", choices=("generate", "spark", "evidently"), help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -269,16 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result), flush=True)
         results.append(result)
     if not args.no_record:
-        history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-        history.append(
-            {
-                "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "command": "python -m bench.drift " + " ".join(argv if argv is not None else sys.argv[1:]),
-                "machine": _machine(),
-                "results": results,
-            }
-        )
-        RESULTS.write_text(json.dumps(history, indent=2) + "\n")
+        for rows, result in zip(args.rows, results, strict=True):
+            record(result, {"rows_per_side": rows, "evidently_max_rows": args.evidently_max_rows})
     return 0 if all(r.get("disagreements", 0) == 0 for r in results) else 1
 
 

@@ -8,7 +8,7 @@ Spark profile of the window (``jobs.drift_stats.profile``), the test Evidently w
 reference's cached profile, the drifted share, and the alert policy of the model config (``jobs.alerts``: k of
 the last n windows, cooldown). The Delta writes, the report and the mail are left out: they do not decide anything.
 
-Prints one line per night and a JSON summary, appends it to ``docs/benchmarks/drift-windows.json``, and exits 1
+Prints one line per night and a JSON summary, appends it to ``docs/benchmarks/history.jsonl``, and exits 1
 when a stable night alerted, the drift was not alerted within k windows, or an episode was alerted twice.
 """
 
@@ -17,17 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
+from bench import report
 from bench.drift import COLUMNS, SPARK_OVERRIDES, columns
-from jobs.settings import REPO_ROOT
 
 log = logging.getLogger("bench.drift_windows")
 
-RESULTS = REPO_ROOT / "docs" / "benchmarks" / "drift-windows.json"
 FIRST_NIGHT = date(2026, 1, 1)
 # Which columns the injected drift moves, in order: two of each kind that can move, so any count mixes kinds.
 DRIFT_ORDER = (0, 5, 9, 12, 16, 1, 6, 10, 13, 17, 2, 7, 11, 14, 3, 8, 15, 4)
@@ -127,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift-from", type=int, default=21, help="first night with injected drift")
     parser.add_argument("--drift-columns", type=int, default=8, help=f"columns the drift moves (of {COLUMNS})")
     parser.add_argument("--model", default="purchase_propensity", help="whose drift policy applies")
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/drift-windows.json")
+    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/history.jsonl")
     args = parser.parse_args(argv)
     if not 0 <= args.drift_columns <= len(DRIFT_ORDER):
         parser.error(f"--drift-columns must be in 0..{len(DRIFT_ORDER)}")
@@ -136,15 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     summary = {k: v for k, v in result.items() if k != "nights_log"}
     print(json.dumps(summary), flush=True)
     if not args.no_record:
-        history = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-        history.append(
-            {
-                "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "command": "python -m bench.drift_windows " + " ".join(argv if argv is not None else sys.argv[1:]),
-                **result,
-            }
+        report.record(
+            "drift-windows",
+            {key: getattr(args, key) for key in ("rows", "nights", "drift_from", "drift_columns")},
+            summary,
+            rows=args.rows,
+            stages={
+                "reference": {"seconds": result["reference_seconds"]},
+                "night.median": {"seconds": result["window_seconds_median"]},
+                "night.max": {"seconds": result["window_seconds_max"]},
+            },
+            ratios={"nights to alert": result["windows_to_alert"], "false alerts": len(result["false_alerts"])},
         )
-        RESULTS.write_text(json.dumps(history, indent=2) + "\n")
     return 0 if result["ok"] else 1
 
 

@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=546)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--corrupt-rate", type=float, default=0.01)
+    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/history.jsonl")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -197,6 +198,20 @@ def main(argv: list[str] | None = None) -> int:
         row_ratio = results[1]["rows"] / results[0]["rows"]
         rss_ratio = results[1]["peak_rss_mib"] / results[0]["peak_rss_mib"]
         print(f"rows x{row_ratio:.1f} -> peak RSS x{rss_ratio:.2f}")
+    if not args.no_record:
+        from bench import report
+
+        for result in results:
+            report.record(
+                "generator",
+                {"rows": result["rows"], "customers": args.customers, "days": args.days, "seed": args.seed},
+                result,
+                stages={
+                    "generate": {"seconds": result["wall_s"], "peak_gib": result["peak_rss_mib"] / 1024},
+                    "reconcile": {"seconds": result["reconcile_s"]},
+                },
+                ratios={"rows/s": round(result["rows"] / result["wall_s"])},
+            )
     return 0 if all(result["reconciled"] for result in results) else 1
 
 

@@ -22,8 +22,8 @@ DAYS = 546  # synthetic data spans as many days as CDNOW, so day 50 and day 500 
 
 
 @contextmanager
-def session(name: str, keep: bool = False) -> Iterator[tuple[Any, Any]]:
-    """(spark, settings) over a fresh temp lake and landing zone, with the jobs' Spark settings."""
+def session(name: str, keep: bool = False, overrides: dict[str, str] | None = None) -> Iterator[tuple[Any, Any]]:
+    """(spark, settings) over a fresh temp lake and landing zone, with the jobs' Spark settings (and ``overrides``)."""
     lake = tempfile.mkdtemp(prefix=f"{name}-")
     os.environ["MLP_LAKE_ROOT"] = f"{lake}/lake"
     os.environ["MLP_LANDING_ROOT"] = f"{lake}/landing"
@@ -31,7 +31,7 @@ def session(name: str, keep: bool = False) -> Iterator[tuple[Any, Any]]:
     from jobs.spark import get_spark
 
     settings = load()
-    spark = get_spark(name, settings=settings)
+    spark = get_spark(name, settings=settings, overrides=overrides)
     try:
         yield spark, settings
     finally:

@@ -2,7 +2,7 @@
 
 The rows have the model's exact gold schema with plausible values (windows nest, tenure >= recency), spread over
 as-of dates past the warm-up so every expectation, feature spread included, is evaluated. Prints JSON: rows,
-expectations, seconds, rows per second.
+expectations, seconds, rows per second, and appends it to docs/benchmarks/history.jsonl.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench import report
 from jobs import features, quality
 from jobs.config import load_model_config
 
@@ -95,15 +96,24 @@ def run(rows: int, customers: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m bench.quality [--rows N] [--customers C]``."""
+    """CLI: ``python -m bench.quality [--rows N] [--customers C] [--no-record]``."""
     parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/history.jsonl")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     result = run(args.rows, args.customers)
     print(json.dumps(result, indent=2))
+    if not args.no_record:
+        report.record(
+            "quality-gate",
+            {"rows": args.rows, "customers": args.customers},
+            result,
+            stages={"gx.gold_suite": {"seconds": result["seconds"]}},
+            ratios={"rows/s": result["rows_per_second"]},
+        )
     return 0 if not result["failed"] else 1
 
 

@@ -1,7 +1,8 @@
 """Benchmark training throughput per model family: rows x passes per second, on CPU and on a GPU when present.
 
 Synthetic tabular data with the reference model's feature count and a known signal; each family runs the same
-trainer code as ``jobs.train`` (fixed rounds/epochs, no early stopping, so the numbers compare). Prints JSON.
+trainer code as ``jobs.train`` (fixed rounds/epochs, no early stopping, so the numbers compare). Prints JSON and
+appends it to docs/benchmarks/history.jsonl.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import platform
 from typing import Any
 
+from bench import report
 from jobs import features, train
 from jobs.config import load_model_config
 
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m bench.training [--rows N]``; adds the GPU whenever PyTorch sees one."""
     parser = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/history.jsonl")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     devices = ["cpu"] + (["cuda"] if train.device() == "cuda" else [])
@@ -73,6 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     if "cuda" not in devices:
         result["gpu"] = "none visible: CPU only"
     print(json.dumps(result, indent=2))
+    if not args.no_record:
+        runs = {key: value for key, value in result.items() if isinstance(value, dict)}
+        report.record(
+            "training",
+            {"rows": args.rows, "devices": devices},
+            result,
+            stages={key: {"seconds": value["seconds"]} for key, value in runs.items()},
+            ratios={f"{key} rows*passes/s": value["rows_per_second"] for key, value in runs.items()},
+        )
     return 0
 
 
