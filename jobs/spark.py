@@ -102,10 +102,16 @@ def replace_window(frame: DataFrame, path: str, where: str, partition_by: str | 
     """Atomically replace the rows matching ``where`` in a Delta table (creating it); return the rows written."""
     from delta.tables import DeltaTable
 
+    spark = frame.sparkSession
+    exists = DeltaTable.isDeltaTable(spark, path)
+    before = DeltaTable.forPath(spark, path).history(1).first()["version"] if exists else -1
     writer = frame.write.format("delta").mode("overwrite").option("replaceWhere", where)
     (writer.partitionBy(partition_by) if partition_by else writer).save(path)
-    metrics = DeltaTable.forPath(frame.sparkSession, path).history(1).first()["operationMetrics"] or {}
-    return int(metrics.get("numOutputRows", 0))
+    last = DeltaTable.forPath(spark, path).history(1).first()
+    # An empty frame over an empty window commits nothing: the newest commit is then someone else's write.
+    if last["version"] == before:
+        return 0
+    return int((last["operationMetrics"] or {}).get("numOutputRows", 0))
 
 
 def main(argv: list[str] | None = None) -> int:
