@@ -4,8 +4,9 @@
 cost of each stage (``{"spark.backfill": {"seconds": 80.1, "peak_gib": 1.9}, ...}``), ratios, the full result,
 a UTC timestamp, the git commit (and whether the tree was dirty) and the machine (cores, memory, OS, Python, Java
 and the engines' versions). ``README.md`` (the newest result per benchmark and size, with its machine) and one
-``<benchmark>.png`` per benchmark (seconds, and peak GiB where recorded, against rows; one line per stage) are
-derived from it and rewritten each time, so a run never loses an earlier one.
+``<benchmark>.png`` per benchmark (seconds, and peak GiB where recorded, against rows; one line per stage; where
+rows do not apply, bars of the newest result's stages) are derived from it and rewritten each time, so a run
+never loses an earlier one.
 
 Other bench modules record through ``record(name, params, result, rows=..., stages=..., ratios=...)``;
 ``python -m bench.report`` only regenerates the views from the history.
@@ -195,7 +196,7 @@ def markdown(entries: list[dict[str, Any]]) -> str:
     for key, label in labels.items():
         described = json.loads(key)
         lines.append(f"| {label} | " + " | ".join(str(described.get(c) or "") for c in MACHINE_COLUMNS) + " |")
-    lines += ["", "## Cost against rows (log-log)", ""]
+    lines += ["", "## Cost against rows (log-log), or per stage where rows do not apply", ""]
     lines += [f"![{name}]({name}.png)" for name in sorted({e["benchmark"] for e in latest})]
     return "\n".join(lines) + "\n"
 
@@ -222,6 +223,9 @@ def plot(entries: list[dict[str, Any]], root: Path = RESULTS_DIR) -> list[Path]:
     latest = newest(entries)
     for name in sorted({e["benchmark"] for e in latest}):
         mine = [e for e in latest if e["benchmark"] == name]
+        if not any(e.get("rows") for e in mine):
+            written += _bars(mine[-1], root / f"{name}.png", plt)
+            continue
         panels = [(metric, _series(mine, metric)) for metric in ("seconds", "peak_gib")]
         panels = [(metric, series) for metric, series in panels if series]
         if not panels:
@@ -241,6 +245,24 @@ def plot(entries: list[dict[str, Any]], root: Path = RESULTS_DIR) -> list[Path]:
         plt.close(figure)
         written.append(path)
     return written
+
+
+def _bars(entry: dict[str, Any], path: Path, plt: Any) -> list[Path]:
+    """Where rows do not apply (parse times, a night's tasks): the newest result's seconds per stage, as bars."""
+    stages = [(stage, cost["seconds"]) for stage, cost in entry["stages"].items() if cost.get("seconds") is not None]
+    if not stages:
+        return []
+    figure, axis = plt.subplots(figsize=(7, 1 + 0.4 * len(stages)))
+    names, seconds = zip(*reversed(stages), strict=True)
+    axis.barh(names, seconds)
+    axis.bar_label(axis.containers[0], fmt="%.3g", fontsize="small")
+    axis.set(xlabel="seconds")
+    axis.grid(True, axis="x", alpha=0.3)
+    figure.suptitle(f"{entry['benchmark']} ({entry['timestamp'][:10]})")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return [path]
 
 
 def render(root: Path = RESULTS_DIR) -> None:
