@@ -83,7 +83,8 @@ def git_commit() -> dict[str, Any]:
             return None
         return done.stdout.strip()
 
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # The results folder itself changes with every run; only the code decides whether the tree is dirty.
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs/benchmarks")
     return {"commit": git("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
 
