@@ -180,12 +180,11 @@ def clean(spark: SparkSession, settings: Settings, start: date, end: date, run_i
     )
     judged = judge(classify(bronze.where(_window(start, end))), seen).persist()
     try:
-        per_day = _reconcile(judged, run_id)
+        counted = {row["landing_date"]: row for row in _reconcile(judged, run_id)}
         # Ingest only lands complete days, so a date of the window without rows is one the source declared empty:
         # it is counted as 0 landed (the volume gate judges it), not left out.
-        counted = {row["landing_date"] for row in per_day}
         days = (start + timedelta(days=i) for i in range((end - start).days + 1))
-        per_day = sorted([*per_day, *(_count_row(d, {}, run_id) for d in days if d not in counted)], key=_day)
+        per_day = [counted.get(day) or _count_row(day, {}, run_id) for day in days]
         result = _totals(per_day)
         # The checks run before anything is written: a window that does not add up changes no table.
         written_silver = _write_window(
@@ -200,9 +199,7 @@ def clean(spark: SparkSession, settings: Settings, start: date, end: date, run_i
                 f"rows written ({written_silver} silver, {written_quarantine} quarantined) do not match the counts "
                 f"({result.accepted}, {sum(result.quarantined.values())}); re-run the window"
             )
-        # A day without purchases has no rows to count; the schema comes from a zero row then.
-        schema = spark.createDataFrame([_count_row(start, {}, run_id)]).schema
-        _write_window(spark.createDataFrame(per_day, schema), settings.table_path(*RECONCILIATION_TABLE), start, end)
+        _write_window(spark.createDataFrame(per_day), settings.table_path(*RECONCILIATION_TABLE), start, end)
     finally:
         judged.unpersist()
     log.info(
@@ -232,10 +229,6 @@ def _reconcile(judged: DataFrame, run_id: str) -> list[dict]:
     if broken:
         raise RuntimeError(f"reconciliation failed (landed != accepted + duplicates + quarantined): {broken}")
     return rows
-
-
-def _day(row: dict) -> date:
-    return row["landing_date"]
 
 
 def _count_row(day: date, by_outcome: dict[str, int], run_id: str) -> dict:
