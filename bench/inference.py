@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from bench import report
+from bench.training import synthetic_rows
 from jobs import features
 
 log = logging.getLogger("bench.inference")
@@ -27,17 +28,12 @@ FAMILIES = ("xgboost", "pytorch")
 
 
 def _frame(rows: int, columns: list[str], seed: int) -> Any:
-    """Gold-like rows: customer_id, as_of_date and gamma-distributed features with a learnable label."""
+    """Gold-like rows: customer_id, as_of_date and the training benchmark's synthetic features and label."""
     from datetime import date
 
     import numpy as np
-    import pandas as pd
 
-    rng = np.random.default_rng(seed)
-    x = rng.gamma(2.0, 2.0, size=(rows, len(columns)))
-    frame = pd.DataFrame(x, columns=columns)
-    logit = 0.6 * np.log1p(x[:, 2]) - 0.3 * np.log1p(x[:, 0]) - 0.5
-    frame["label"] = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype("int32")
+    frame = synthetic_rows(rows, columns, seed)
     frame.insert(0, "customer_id", np.arange(rows, dtype="int64"))
     frame.insert(1, "as_of_date", date(1998, 6, 1))
     return frame

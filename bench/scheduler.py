@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from typing import Any
 
 from bench import report
 from jobs import cdnow, landing
+from jobs.cluster import free_port
 from jobs.settings import REPO_ROOT
 
 log = logging.getLogger("bench.scheduler")
@@ -142,12 +142,6 @@ def write_empty_day(landing_root: Path, day: date) -> Path:
     return folder
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _last_json(stdout: str) -> dict[str, Any]:
     return json.loads(next(line for line in reversed(stdout.splitlines()) if line.startswith("{")))
 
@@ -176,14 +170,14 @@ def isolate(home: Path) -> tuple[Any, Any]:
             # Only the triggered run: no cron run for the latest interval when the DAG is unpaused.
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             # Nothing listens there: a failure mail must not reach a `make up` mail folder.
-            "MLP_SMTP_PORT": str(_free_port()),
+            "MLP_SMTP_PORT": str(free_port()),
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
     )
     os.environ.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[*]"}))
     settings = load()
     os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = settings.smtp_connection_json()
-    return settings, stack.Ports(airflow=_free_port(), mlflow=_free_port(), reports=_free_port())
+    return settings, stack.Ports(airflow=free_port(), mlflow=free_port(), reports=free_port())
 
 
 def _parse_file(path: str) -> dict[str, Any]:

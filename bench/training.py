@@ -21,7 +21,8 @@ from jobs.config import load_model_config
 log = logging.getLogger("bench.training")
 
 
-def _data(rows: int, columns: list[str], seed: int) -> Any:
+def synthetic_rows(rows: int, columns: list[str], seed: int) -> Any:
+    """Gamma-distributed feature columns and a label two of them predict (a known, learnable signal)."""
     import numpy as np
     import pandas as pd
 
@@ -49,7 +50,7 @@ def run(rows: int, devices: list[str]) -> dict[str, Any]:
         }
     )
     columns = list(features.feature_columns(config))
-    train_set, valid_set = _data(rows, columns, 1), _data(max(rows // 10, 1000), columns, 2)
+    train_set, valid_set = synthetic_rows(rows, columns, 1), synthetic_rows(max(rows // 10, 1000), columns, 2)
     out: dict[str, Any] = {"rows": rows, "features": len(columns), "cores": os.cpu_count(), "machine": platform.node()}
     for on in devices:
         for family, trainer in (("xgboost", train.train_xgboost), ("pytorch", train.train_pytorch)):
