@@ -24,7 +24,7 @@ help:
 	@echo "make demo   - set up, then run the platform's main job on the real CDNOW data"
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make lint   - ruff (with Airflow's AIR rules)"
-	@echo "make bench  - generator at 10M rows; features on CDNOW and 10M synthetic rows; quality gate on 10M gold rows; training rows/s per family; drift Spark vs Evidently at 1M/10M; 30 nightly 1M-row drift windows; features in DuckDB vs Spark (CDNOW, 1M); inference rows/s; standalone cluster vs local; empty night through the scheduler and DAG parse time; docs/benchmarks/README.md + plots"
+	@echo "make bench  - generator at 10M rows; features on CDNOW and 1M/10M synthetic rows; quality gate on 10M gold rows; training rows/s per family; drift Spark vs Evidently at 1M/10M; 30 nightly 1M-row drift windows; features in DuckDB vs Spark (CDNOW, 1M, 10M); inference rows/s; standalone cluster vs local; empty night through the scheduler and DAG parse time; docs/benchmarks/README.md + plots"
 	@echo "make bench-100m - opt-in: generator, features and DuckDB at 100M transactions (hours on 2 cores)"
 	@echo "make up     - Airflow (:8080, password printed), MLflow UI (:5000), mail sink (:8025), reports (:8000) on loopback"
 	@echo "make down   - stop what make up started"
@@ -69,6 +69,7 @@ test-fast: setup
 bench: setup
 	$(PY) -m bench.generator --rows 10000000
 	$(PY) -m bench.features
+	$(PY) -m bench.features --source synthetic --rows 1000000 --customers 100000
 	$(PY) -m bench.features --source synthetic --rows 10000000 --customers 100000
 	$(PY) -m bench.quality --rows 10000000
 	$(PY) -m bench.training --rows 1000000
@@ -76,6 +77,7 @@ bench: setup
 	$(PY) -m bench.drift_windows --rows 1000000 --nights 30
 	$(PY) -m bench.duckdb_features --source cdnow
 	$(PY) -m bench.duckdb_features --source synthetic --rows 1000000 --customers 100000
+	$(PY) -m bench.duckdb_features --source synthetic --rows 10000000 --customers 100000
 	$(PY) -m bench.inference --rows 100000 1000000
 	$(PY) -m bench.cluster --workers 2
 	$(PY) -m bench.scheduler

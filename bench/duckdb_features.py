@@ -347,28 +347,16 @@ def run(source: str, rows: int, customers: int, model: str, keep: bool = False) 
     return result
 
 
-def _size(rows: int) -> str:
-    for unit, scale in (("M", 1_000_000), ("k", 1_000)):
-        if rows >= scale and rows % scale == 0:
-            return f"{rows // scale}{unit}"
-    return str(rows)
-
-
-def save(result: dict[str, Any], params: dict[str, Any], root: Path) -> Path:
-    """Write the run's JSON next to the other results and append it to the history."""
+def record(result: dict[str, Any], params: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Append the run (whole result, per-stage seconds and peaks, spark/duckdb ratios) to the history."""
     name = f"features-duckdb-{result['source']}"
-    path = root / (f"{name}-{_size(params['rows'])}.json" if result["source"] == "synthetic" else f"{name}.json")
-    root.mkdir(parents=True, exist_ok=True)
-    body = {"params": params, "machine": report.machine(), **result}
-    path.write_text(json.dumps(body, indent=2, default=str) + "\n")
     stages = {
         f"{engine}.{stage}": {k: result[stage][engine][k] for k in ("seconds", "peak_gib")}
         for stage in ("backfill", "night")
         for engine in ("spark", "duckdb")
     }
     ratios = {f"{stage} spark/duckdb": result[stage]["spark_over_duckdb"] for stage in ("backfill", "night")}
-    report.record(name, params, result, rows=result["silver_rows"], stages=stages, ratios=ratios, root=root)
-    return path
+    return report.record(name, params, result, rows=result["silver_rows"], stages=stages, ratios=ratios, root=root)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=100_000, help="synthetic customers")
     parser.add_argument("--model", default=features.DEFAULT_MODEL)
     parser.add_argument("--keep", action="store_true", help="keep the temp lake and DuckDB output for inspection")
-    parser.add_argument("--results", type=Path, default=report.RESULTS_DIR, help="where the JSON and history go")
-    parser.add_argument("--no-record", action="store_true", help="print only; write no JSON and no history")
+    parser.add_argument("--results", type=Path, default=report.RESULTS_DIR, help="folder holding history.jsonl")
+    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/history.jsonl")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result = run(args.source, args.rows, args.customers, args.model, args.keep)
@@ -395,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             f"spark/duckdb {done['spark_over_duckdb']}, equal {done['check']['equal']}"
         )
     if not args.no_record:
-        print(f"recorded: {save(result, params, args.results)}")
+        entry = record(result, params, args.results)
+        print(f"recorded: {entry['benchmark']} at {entry['timestamp']} in {args.results / 'history.jsonl'}")
     return 0 if result["equal"] else 1
 
 
