@@ -197,9 +197,52 @@ def markdown(entries: list[dict[str, Any]]) -> str:
     for key, label in labels.items():
         described = json.loads(key)
         lines.append(f"| {label} | " + " | ".join(str(described.get(c) or "") for c in MACHINE_COLUMNS) + " |")
+    grown = growth(latest)
+    if grown:
+        lines += [
+            "",
+            "## Growth with rows",
+            "",
+            "Per stage measured at two or more sizes: the smallest and the largest, and the log-log slope between them "
+            "(1 = linear; below 0.9 a fixed cost still dominates; above 1.1 the stage grows faster than its input).",
+            "",
+            "| benchmark | stage | rows | seconds | slope | reading |",
+            "|---|---|---|---|---:|---|",
+        ]
+        for item in grown:
+            lines.append(
+                f"| {item['benchmark']} | {item['stage']} | {item['rows'][0]:,} → {item['rows'][1]:,} | "
+                f"{_number(item['seconds'][0], 2)} → {_number(item['seconds'][1], 2)} | {item['slope']:.2f} | "
+                f"{item['reading']} |"
+            )
     lines += ["", "## Cost against rows (log-log), or per stage where rows do not apply", ""]
     lines += [f"![{name}]({name}.png)" for name in sorted({e["benchmark"] for e in latest})]
     return "\n".join(lines) + "\n"
+
+
+def growth(latest: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (benchmark, stage) with seconds at two or more sizes: the log-log slope from the smallest to the largest."""
+    import math
+
+    out = []
+    for name in sorted({e["benchmark"] for e in latest}):
+        for stage, points in sorted(_series([e for e in latest if e["benchmark"] == name], "seconds").items()):
+            (rows_a, secs_a), (rows_b, secs_b) = min(points), max(points)
+            if rows_b <= rows_a:
+                continue
+            slope = math.log(secs_b / secs_a) / math.log(rows_b / rows_a)
+            reading = "super-linear" if slope > 1.1 else "linear" if slope >= 0.9 else "fixed cost dominates"
+            out.append(
+                {
+                    "benchmark": name,
+                    "stage": stage,
+                    "rows": (rows_a, rows_b),
+                    "seconds": (secs_a, secs_b),
+                    "slope": round(slope, 2),
+                    "reading": reading,
+                }
+            )
+    return out
 
 
 def _series(latest: list[dict[str, Any]], metric: str) -> dict[str, list[tuple[int, float]]]:

@@ -44,13 +44,34 @@ def test_readme_shows_the_newest_result_per_size_and_the_machine(tmp_path) -> No
     _record(tmp_path, 100_000, 11.0, 1.0)
     _record(tmp_path, 1_000_000, 60.0, 9.0)
     readme = (tmp_path / "README.md").read_text()
-    rows = [line for line in readme.splitlines() if line.startswith("| features-duckdb-synthetic")]
+    results = readme.split("## Machines")[0]
+    rows = [line for line in results.splitlines() if line.startswith("| features-duckdb-synthetic")]
     assert len(rows) == 2
     assert "spark.backfill 11.00" in rows[0] and "backfill spark/duckdb 11.00" in rows[0]
     assert "100,000" in rows[0] and "1,000,000" in rows[1]
     assert "## Machines" in readme and "| A |" in readme
     assert "3 results" in readme
     assert "![features-duckdb-synthetic](features-duckdb-synthetic.png)" in readme
+
+
+def test_growth_reads_the_slope_between_the_smallest_and_largest_size(tmp_path) -> None:
+    _record(tmp_path, 100_000, 12.0, 2.0)
+    _record(tmp_path, 1_000_000, 60.0, 20.0)
+    _record(tmp_path, 10_000_000, 1200.0, 200.0)
+    grown = {g["stage"]: g for g in report.growth(report.newest(report.history(tmp_path)))}
+    # 12 s -> 1200 s over 100x the rows is slope 1.0; the middle size does not count (only the ends)
+    assert grown["spark.backfill"]["rows"] == (100_000, 10_000_000)
+    assert grown["spark.backfill"]["slope"] == 1.0 and grown["spark.backfill"]["reading"] == "linear"
+    _record(tmp_path, 10_000_000, 12000.0, 200.0)
+    grown = {g["stage"]: g for g in report.growth(report.newest(report.history(tmp_path)))}
+    assert grown["spark.backfill"]["slope"] == 1.5 and grown["spark.backfill"]["reading"] == "super-linear"
+    assert grown["duckdb.backfill"]["slope"] == 1.0
+    _record(tmp_path, 10_000_000, 24.0, 20.0)
+    grown = {g["stage"]: g for g in report.growth(report.newest(report.history(tmp_path)))}
+    assert grown["spark.backfill"]["reading"] == "fixed cost dominates"
+    growth_section = (tmp_path / "README.md").read_text().split("## Growth with rows")[1]
+    row = "| features-duckdb-synthetic | spark.backfill | 100,000 → 10,000,000 | 12.00 → 24.00 | 0.15 |"
+    assert row in growth_section
 
 
 def test_plot_is_a_real_png(tmp_path) -> None:
