@@ -204,7 +204,8 @@ def markdown(entries: list[dict[str, Any]]) -> str:
             "## Growth with rows",
             "",
             "Per stage measured at two or more sizes: the smallest and the largest, and the log-log slope between them "
-            "(1 = linear; below 0.9 a fixed cost still dominates; above 1.1 the stage grows faster than its input).",
+            "(1 = linear; above 1.1 the stage grows faster than its input; below 0.9 most of its cost does not grow "
+            "with the input rows: start-up, or output sized by something else, such as customers x dates for gold).",
             "",
             "| benchmark | stage | rows | seconds | slope | reading |",
             "|---|---|---|---|---:|---|",
@@ -231,7 +232,7 @@ def growth(latest: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if rows_b <= rows_a:
                 continue
             slope = math.log(secs_b / secs_a) / math.log(rows_b / rows_a)
-            reading = "super-linear" if slope > 1.1 else "linear" if slope >= 0.9 else "fixed cost dominates"
+            reading = "super-linear" if slope > 1.1 else "linear" if slope >= 0.9 else "sub-linear"
             out.append(
                 {
                     "benchmark": name,

@@ -68,7 +68,7 @@ def test_growth_reads_the_slope_between_the_smallest_and_largest_size(tmp_path) 
     assert grown["duckdb.backfill"]["slope"] == 1.0
     _record(tmp_path, 10_000_000, 24.0, 20.0)
     grown = {g["stage"]: g for g in report.growth(report.newest(report.history(tmp_path)))}
-    assert grown["spark.backfill"]["reading"] == "fixed cost dominates"
+    assert grown["spark.backfill"]["reading"] == "sub-linear"
     growth_section = (tmp_path / "README.md").read_text().split("## Growth with rows")[1]
     row = "| features-duckdb-synthetic | spark.backfill | 100,000 → 10,000,000 | 12.00 → 24.00 | 0.15 |"
     assert row in growth_section
