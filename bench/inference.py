@@ -4,8 +4,12 @@ For each size, N synthetic gold rows (the reference model's 26 feature columns) 
 an XGBoost and a PyTorch model are trained on 20,000 rows and registered in a temp MLflow registry, and each family
 scores the N rows both ways: in the driver (what a date of up to ``MLP_SCORE_DRIVER_MAX_ROWS`` rows does) and
 through MLflow's spark_udf on the executors (what a larger date does). Each pass ends with a Delta write of the
-scores, as the nightly job does. The two ways must give the same scores; the ratio says where the threshold pays.
-Prints JSON per size and appends it to docs/benchmarks/history.jsonl.
+scores, as the nightly job does. The two ways must give the same scores.
+
+Two costs per way: warm (``<family>.<way>``: libraries loaded, Python workers started and holding the model, i.e.
+throughput) and, at the first size, cold (``<family>.<way>.cold``: the same pass as the first thing a fresh Spark
+job does, in a child process, which is what a nightly scoring task pays). The difference is each way's fixed cost,
+the reason small dates are scored in the driver. Prints JSON per size and appends it to docs/benchmarks/history.jsonl.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import argparse
 import json
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
@@ -68,10 +74,45 @@ def _register(config: Any, columns: list[str], family: str) -> str:
     return f"models:/{config.name}/{version}"
 
 
+def _score_and_write(spark: Any, path: str, uri: str, columns: list[str], limit: int, out: str) -> float:
+    """Seconds to score the Delta rows at ``path`` (``limit``: jobs.inference's driver_max_rows) and write them."""
+    from jobs import inference
+
+    gold = spark.read.format("delta").load(path)
+    started = time.perf_counter()
+    scored = inference.score(gold, uri, columns, driver_max_rows=limit)
+    scored.select("customer_id", "score").write.format("delta").save(out)
+    return time.perf_counter() - started
+
+
+def child(path: str, uri: str, way: str, out: str) -> dict[str, Any]:
+    """In a fresh process: start Spark, then time one pass of ``way`` as a nightly scoring task's first work."""
+    from jobs.config import load_model_config
+    from jobs.spark import get_spark
+
+    columns = list(features.feature_columns(load_model_config(features.DEFAULT_MODEL)))
+    spark = get_spark("bench-inference-cold")
+    try:
+        spark.read.format("delta").load(path).limit(1).collect()  # the first Delta query, paid by either way
+        seconds = _score_and_write(spark, path, uri, columns, 0 if way == "spark_udf" else 2**31 - 2, out)
+    finally:
+        spark.stop()
+    return {"seconds": round(seconds, 2)}
+
+
+def _cold(path: str, uri: str, way: str, out: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.inference", "--child", path, uri, way, out]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"cold {way} pass failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def run(sizes: list[int]) -> list[dict[str, Any]]:
     """Per size and family: seconds and rows/s to score and write, in the driver and through spark_udf."""
     import mlflow
     import numpy as np
+    from pyspark.sql import functions as F
 
     from jobs import inference
     from jobs.config import load_model_config
@@ -88,6 +129,7 @@ def run(sizes: list[int]) -> list[dict[str, Any]]:
         settings = load()
         spark = get_spark("bench-inference", settings=settings)
         try:
+            cores = spark.sparkContext.defaultParallelism
             uris = {family: _register(config, columns, family) for family in FAMILIES}
             for rows in sizes:
                 path = f"{root}/gold-{rows}"
@@ -96,24 +138,26 @@ def run(sizes: list[int]) -> list[dict[str, Any]]:
                 del frame
                 result: dict[str, Any] = {"rows": rows, "cores": os.cpu_count()}
                 for family, uri in uris.items():
-                    # Untimed: the first pass of each way loads libraries and warms the JVM's code paths.
-                    warm = spark.read.format("delta").load(path).limit(100)
-                    for limit in (100, 0):
-                        inference.score(warm, uri, columns, driver_max_rows=limit).count()
+                    # Untimed: the first pass of each way loads libraries, warms the JVM's code paths and starts
+                    # (and loads the model into) one Python worker per core, as many as the timed pass uses. The
+                    # scores are summed, not counted: a count would let Spark prune the UDF and warm nothing.
+                    warm = spark.read.format("delta").load(path).limit(1000).repartition(cores)
+                    for limit in (1000, 0):
+                        inference.score(warm, uri, columns, driver_max_rows=limit).agg(F.sum("score")).collect()
                     scores = {}
                     for way, limit in (("driver", rows), ("spark_udf", 0)):
-                        gold = spark.read.format("delta").load(path)
-                        started = time.perf_counter()
-                        scored = inference.score(gold, uri, columns, driver_max_rows=limit)
                         out = f"{root}/scores-{rows}-{family}-{way}"
-                        scored.select("customer_id", "score").write.format("delta").save(out)
-                        seconds = time.perf_counter() - started
+                        seconds = _score_and_write(spark, path, uri, columns, limit, out)
                         scores[way] = spark.read.format("delta").load(out).orderBy("customer_id").toPandas()
                         result[f"{family}.{way}"] = {
                             "seconds": round(seconds, 2),
                             "rows_per_second": round(rows / seconds),
                         }
                         log.info("%d rows, %s, %s: %s", rows, family, way, result[f"{family}.{way}"])
+                        if rows == sizes[0]:
+                            cold = _cold(path, uri, way, f"{out}-cold")
+                            result[f"{family}.{way}.cold"] = cold
+                            log.info("%d rows, %s, %s, in a fresh job: %s", rows, family, way, cold)
                     gap = np.abs(scores["driver"]["score"].to_numpy() - scores["spark_udf"]["score"].to_numpy())
                     result[f"{family}.max_abs_difference"] = float(gap.max())
                 results.append(result)
@@ -127,7 +171,16 @@ def record(result: dict[str, Any]) -> dict[str, Any]:
     runs = {key: value for key, value in result.items() if isinstance(value, dict)}
     seconds = {key: value["seconds"] for key, value in runs.items()}
     ratios = {f"{f} udf/driver": round(seconds[f"{f}.spark_udf"] / seconds[f"{f}.driver"], 2) for f in FAMILIES}
-    ratios.update({f"{key} rows/s": value["rows_per_second"] for key, value in runs.items()})
+    ratios.update(
+        {
+            f"{f} udf/driver cold": round(seconds[f"{f}.spark_udf.cold"] / seconds[f"{f}.driver.cold"], 2)
+            for f in FAMILIES
+            if f"{f}.driver.cold" in seconds
+        }
+    )
+    ratios.update(
+        {f"{key} rows/s": value["rows_per_second"] for key, value in runs.items() if "rows_per_second" in value}
+    )
     stages = {key: {"seconds": value} for key, value in seconds.items()}
     return report.record("inference", {"rows": result["rows"]}, result, stages=stages, ratios=ratios)
 
@@ -137,8 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.inference", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/history.jsonl")
+    parser.add_argument("--child", nargs=4, metavar=("PATH", "URI", "WAY", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.child:
+        print(json.dumps(child(*args.child)), flush=True)
+        return 0
     results = run(args.rows)
     for result in results:
         print(json.dumps(result), flush=True)
