@@ -14,16 +14,13 @@ import argparse
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 from contextlib import ExitStack
 from datetime import date
 from typing import Any
 
-from bench import report
+from bench import harness, report
 from jobs import cdnow, features
-from jobs.settings import REPO_ROOT
 
 log = logging.getLogger("bench.cluster")
 
@@ -66,11 +63,10 @@ def run(workers: int, source: str, rows: int, customers: int) -> dict[str, Any]:
     """Both modes, each in a child process; the cluster/local ratios and whether gold matched."""
     result: dict[str, Any] = {"source": source, "workers": workers, "cores": os.cpu_count()}
     for mode in ("local", "cluster"):
-        command = [sys.executable, "-m", "bench.cluster", "--child", mode, "--workers", str(workers)]
-        command += ["--source", source, "--rows", str(rows), "--customers", str(customers)]
-        log.info("%s mode: %s", mode, " ".join(command))
-        done = subprocess.run(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, check=True)
-        result[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+        args = ["--child", mode, "--workers", str(workers), "--source", source, "--rows", str(rows)]
+        args += ["--customers", str(customers)]
+        log.info("%s mode: python -m bench.cluster %s", mode, " ".join(args))
+        result[mode] = harness.run_child("bench.cluster", *args)
         log.info("%s: %s", mode, {k: v for k, v in result[mode].items() if k != "checksums"})
     result["silver_rows"] = result["local"]["silver_rows"]
     result["equal_gold"] = result["local"]["checksums"] == result["cluster"]["checksums"]

@@ -10,7 +10,6 @@ import json
 import logging
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -140,11 +139,11 @@ def reconcile(out: Path, manifest_path: Path) -> list[str]:
 
 
 def _bench_one(rows: int, out: Path, args: argparse.Namespace) -> dict:
-    command = [sys.executable, "-m", "bench.generator", "--child", "--rows", str(rows), "--out", str(out)]
-    command += ["--customers", str(args.customers), "--days", str(args.days), "--seed", str(args.seed)]
-    command += ["--corrupt-rate", str(args.corrupt_rate)]
-    completed = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    from bench import harness  # here, not at the top: the measured child's memory must not include its imports
+
+    options = ["--child", "--rows", str(rows), "--out", str(out), "--customers", str(args.customers)]
+    options += ["--days", str(args.days), "--seed", str(args.seed), "--corrupt-rate", str(args.corrupt_rate)]
+    result = harness.run_child("bench.generator", *options)
     print(
         f"generate rows={result['rows']:,} wall={result['wall_s']:.1f}s "
         f"rows/s={result['rows'] / result['wall_s']:,.0f} peak_rss={result['peak_rss_mib']:.0f} MiB",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -16,9 +19,18 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from jobs import cdnow, features
+from jobs.settings import REPO_ROOT
 
 log = logging.getLogger("bench.harness")
 DAYS = 546  # synthetic data spans as many days as CDNOW, so day 50 and day 500 mean the same
+
+
+def run_child(module: str, *args: str) -> dict[str, Any]:
+    """Run ``python -m module args`` in a fresh interpreter from the repo root; the JSON line it prints last."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, check=True
+    )
+    return json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{")))
 
 
 @contextmanager

@@ -18,13 +18,11 @@ import argparse
 import json
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from typing import Any
 
-from bench import report
+from bench import harness, report
 from bench.training import synthetic_rows
 from jobs import features
 
@@ -100,14 +98,6 @@ def child(path: str, uri: str, way: str, out: str) -> dict[str, Any]:
     return {"seconds": round(seconds, 2)}
 
 
-def _cold(path: str, uri: str, way: str, out: str) -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.inference", "--child", path, uri, way, out]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"cold {way} pass failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def run(sizes: list[int]) -> list[dict[str, Any]]:
     """Per size and family: seconds and rows/s to score and write, in the driver and through spark_udf."""
     import mlflow
@@ -155,7 +145,7 @@ def run(sizes: list[int]) -> list[dict[str, Any]]:
                         }
                         log.info("%d rows, %s, %s: %s", rows, family, way, result[f"{family}.{way}"])
                         if rows == sizes[0]:
-                            cold = _cold(path, uri, way, f"{out}-cold")
+                            cold = harness.run_child("bench.inference", "--child", path, uri, way, f"{out}-cold")
                             result[f"{family}.{way}.cold"] = cold
                             log.info("%d rows, %s, %s, in a fresh job: %s", rows, family, way, cold)
                     gap = np.abs(scores["driver"]["score"].to_numpy() - scores["spark_udf"]["score"].to_numpy())

@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -142,15 +141,11 @@ def write_empty_day(landing_root: Path, day: date) -> Path:
     return folder
 
 
-def _last_json(stdout: str) -> dict[str, Any]:
-    return json.loads(next(line for line in reversed(stdout.splitlines()) if line.startswith("{")))
-
-
 def _child(*args: str) -> dict[str, Any]:
     """Run ``python -m bench.scheduler --child ...`` and return the JSON it prints last."""
-    command = [sys.executable, "-m", "bench.scheduler", "--child", *args]
-    done = subprocess.run(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, check=True)
-    return _last_json(done.stdout)
+    from bench import harness  # here, not at the top: the parse child's cold import time must not include it
+
+    return harness.run_child("bench.scheduler", "--child", *args)
 
 
 def isolate(home: Path) -> tuple[Any, Any]:
