@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -223,8 +224,6 @@ def markdown(entries: list[dict[str, Any]]) -> str:
 
 def growth(latest: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (benchmark, stage) with seconds at two or more sizes: the log-log slope from the smallest to the largest."""
-    import math
-
     out = []
     for name in sorted({e["benchmark"] for e in latest}):
         for stage, points in sorted(_series([e for e in latest if e["benchmark"] == name], "seconds").items()):
