@@ -5,7 +5,7 @@
 #   docker build --target training -t mlplatform-training:<tag> .     # the GPU training image (MLP_TRAINING_IMAGE)
 #   docker build --target platform -t mlplatform:<tag> .              # Airflow, MLflow server, Spark (compose, Helm)
 #
-# The training image runs `python -m jobs.train ...`, the exact command of the local backend; the Kubernetes pod
+# The training image runs `python -m jobs.ml.train ...`, the exact command of the local backend; the Kubernetes pod
 # (include/pod_templates/training.yaml) supplies the arguments. PyPI's torch wheels bundle their CUDA runtime, so a
 # CUDA *base* only has to provide the driver-facing pieces (NVIDIA container toolkit mounts the driver).
 
@@ -32,7 +32,7 @@ COPY include ./include
 RUN uv pip install --python /opt/venv/bin/python --no-deps --no-cache . \
  && useradd --uid 10001 --create-home trainer && mkdir -p /work && chown trainer /work
 USER 10001
-ENTRYPOINT ["python", "-m", "jobs.train"]
+ENTRYPOINT ["python", "-m", "jobs.ml.train"]
 CMD ["--help"]
 
 # The platform image: every Airflow component, the MLflow server, the Spark master and worker (docker-compose.yaml)

@@ -48,13 +48,13 @@ $(PLATFORM)/.ready: $(VENV)/.installed
 	@touch $@
 
 demo: setup
-	$(PY) -m jobs.demo
+	$(PY) -m tooling.demo
 
 up: setup
-	$(PY) -m jobs.stack up
+	$(PY) -m tooling.stack up
 
 down:
-	$(PY) -m jobs.stack down
+	$(PY) -m tooling.stack down
 
 # Two workers, one test file each at a time (each worker has its own isolated platform home, Spark and Airflow DB).
 # A third worker on 2 cores made the suite slower (31 min against 27): the Spark-heavy files then contend.

@@ -2,7 +2,7 @@
 
 Both runs get the same cores (``--workers`` x 1 core on the cluster, ``local[workers]`` in local mode) and the same
 silver (CDNOW, or ``--source synthetic --rows N``), each in its own child process and temp lake: the backfill,
-then one nightly increment (day 500). The cluster is ``jobs.cluster.standalone_cluster`` on loopback; its executors
+then one nightly increment (day 500). The cluster is ``tooling.cluster.standalone_cluster`` on loopback; its executors
 are separate JVMs with their own Python workers, so what the numbers show on one machine is the cost of the
 distribution itself (task scheduling, executor start-up, shuffle over the network stack), not a speed-up: that
 needs more machines. The gold checksums of both modes must match. Appends to docs/benchmarks/history.jsonl.
@@ -20,7 +20,8 @@ from datetime import date
 from typing import Any
 
 from bench import harness, report
-from jobs import cdnow, features
+from jobs.features import build
+from jobs.sources import cdnow
 
 log = logging.getLogger("bench.cluster")
 
@@ -32,10 +33,10 @@ def child(mode: str, workers: int, source: str, rows: int, customers: int) -> di
     """One mode in this process: silver, then the timed backfill and increment; the gold checksum."""
     from bench import harness
     from bench.features import _values
-    from jobs.cluster import standalone_cluster
     from jobs.config import load_model_config
+    from tooling.cluster import standalone_cluster
 
-    config = load_model_config(features.DEFAULT_MODEL)
+    config = load_model_config("purchase_propensity")
     out: dict[str, Any] = {"mode": mode, "workers": workers}
     with ExitStack() as stack:
         if mode == "cluster":
@@ -48,13 +49,13 @@ def child(mode: str, workers: int, source: str, rows: int, customers: int) -> di
         spark, settings = stack.enter_context(harness.session(f"bench-cluster-{mode}", overrides=overrides))
         out["silver_rows"] = harness.build_silver(spark, settings, source, rows, customers, {})
         started = time.perf_counter()
-        summary = features.build_features(spark, settings, config, cdnow.FIRST_DAY, cdnow.LAST_DAY, "bench-backfill")
+        summary = build.build_features(spark, settings, config, cdnow.FIRST_DAY, cdnow.LAST_DAY, "bench-backfill")
         out["backfill"] = {"seconds": round(time.perf_counter() - started, 1), "rows": summary["rows"]}
         started = time.perf_counter()
-        features.build_features(spark, settings, config, DAY500, DAY500, "bench-day500")
+        build.build_features(spark, settings, config, DAY500, DAY500, "bench-day500")
         out["day500"] = {"seconds": round(time.perf_counter() - started, 2)}
-        gold = settings.table_path(*features.GOLD_TABLE)
-        values = [c for c in features.gold_columns(config) if c != "feature_run_id"]
+        gold = settings.table_path(*build.GOLD_TABLE)
+        values = [c for c in build.gold_columns(config) if c != "feature_run_id"]
         out["checksums"] = {str(day): str(_values(spark, gold, day, values)) for day in (date(1997, 6, 1), DAY500)}
     return out
 

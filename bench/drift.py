@@ -3,10 +3,10 @@
 Both sides are generated in Spark (``spark.range`` + ``rand``/``randn``; four columns drifted in the current side)
 and written to Parquet first, so no timing includes generation. Then, each in its own child process:
 
-* spark: ``jobs.drift_stats.drift`` on the two Parquet folders (local[2], 1 GiB driver heap: the profiles' memory
-  does not grow with the rows, so neither does the heap);
-* evidently: ``pandas.read_parquet`` of both folders and ``jobs.drift_stats.evidently_drift`` (Evidently 0.7 on
-  every row).
+* spark: ``jobs.monitoring.statistics.drift`` on the two Parquet folders (local[2], 1 GiB driver heap: the
+  profiles' memory does not grow with the rows, so neither does the heap);
+* evidently: ``pandas.read_parquet`` of both folders and ``jobs.monitoring.statistics.evidently_drift``
+  (Evidently 0.7 on every row).
 
 Peak memory is the peak of the summed RSS of the child's whole process tree (the Python driver, its JVM, and the
 JVM's Python workers), sampled every 50 ms by this parent process; shared pages count once per process, so the
@@ -86,14 +86,14 @@ def _generate(root: Path, rows: int) -> None:
 
 
 def _spark_stage(root: Path) -> dict[str, Any]:
-    from jobs import drift_stats
+    from jobs.monitoring import statistics
     from jobs.spark import get_spark
 
     spark = get_spark("bench-drift", master="local[2]", overrides=SPARK_OVERRIDES)
     try:
         reference, current = (spark.read.parquet(str(root / side)) for side in ("reference", "current"))
         started = time.perf_counter()
-        results = drift_stats.drift(reference, current, reference.columns)
+        results = statistics.drift(reference, current, reference.columns)
         seconds = time.perf_counter() - started
     finally:
         spark.stop()
@@ -103,13 +103,13 @@ def _spark_stage(root: Path) -> dict[str, Any]:
 def _evidently_stage(root: Path) -> dict[str, Any]:
     import pandas as pd
 
-    from jobs import drift_stats
+    from jobs.monitoring import statistics
 
     started = time.perf_counter()
     reference, current = (pd.read_parquet(root / side) for side in ("reference", "current"))
     read = time.perf_counter() - started
     started = time.perf_counter()
-    results = drift_stats.evidently_drift(reference, current, list(reference.columns))
+    results = statistics.evidently_drift(reference, current, list(reference.columns))
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "read_seconds": read, "results": [r.__dict__ for r in results]}
 

@@ -3,10 +3,11 @@
 A reference of N rows and ``--nights`` nightly windows of N rows each are drawn in Spark with the 20 feature-like
 columns of ``bench.drift`` (normal, lognormal, count-like, uniform, categorical, with nulls, constant), each night
 with its own seed. From night ``--drift-from`` on, the generator moves ``--drift-columns`` of them (mean shifts,
-wider tails, another category mix). Every night goes through what ``jobs.drift.monitor`` does with a window: the
-Spark profile of the window (``jobs.drift_stats.profile``), the test Evidently would pick per column against the
-reference's cached profile, the drifted share, and the alert policy of the model config (``jobs.alerts``: k of
-the last n windows, cooldown). The Delta writes, the report and the mail are left out: they do not decide anything.
+wider tails, another category mix). Every night goes through what ``jobs.monitoring.drift.monitor`` does with a
+window: the Spark profile of the window (``jobs.monitoring.statistics.profile``), the test Evidently would pick per
+column against the reference's cached profile, the drifted share, and the alert policy of the model config
+(``jobs.monitoring.alerts``: k of the last n windows, cooldown). The Delta writes, the report and the mail are
+left out: they do not decide anything.
 
 Prints one line per night and a JSON summary, appends it to ``docs/benchmarks/history.jsonl``, and exits 1
 when a stable night alerted, the drift was not alerted within k windows, or an episode was alerted twice.
@@ -33,8 +34,8 @@ DRIFT_ORDER = (0, 5, 9, 12, 16, 1, 6, 10, 13, 17, 2, 7, 11, 14, 3, 8, 15, 4)
 
 def run(rows: int, nights: int, drift_from: int, drift_columns: int, model: str, spark: Any = None) -> dict[str, Any]:
     """Profile the reference once, then each night's window; apply the model's alert policy night by night."""
-    from jobs import alerts, drift_stats
     from jobs.config import load_model_config
+    from jobs.monitoring import alerts, statistics
     from jobs.spark import get_spark
 
     policy = load_model_config(model).drift
@@ -48,7 +49,7 @@ def run(rows: int, nights: int, drift_from: int, drift_columns: int, model: str,
     try:
         parts = max(2, rows // 1_000_000)
         t0 = time.perf_counter()
-        reference = drift_stats.profile(spark.range(rows, numPartitions=parts).select(*columns(0)), names)
+        reference = statistics.profile(spark.range(rows, numPartitions=parts).select(*columns(0)), names)
         reference_seconds = time.perf_counter() - t0
         log.info("reference: %d rows profiled in %.1f s", rows, reference_seconds)
         for night in range(1, nights + 1):
@@ -58,7 +59,7 @@ def run(rows: int, nights: int, drift_from: int, drift_columns: int, model: str,
             window = spark.range(rows, numPartitions=parts).select(
                 *columns(1000 * night, moved if drifting else frozenset())
             )
-            results = drift_stats.compare(reference, drift_stats.profile(window, names))
+            results = statistics.compare(reference, statistics.profile(window, names))
             seconds = time.perf_counter() - t0
             drifted = {r.column: r.drifted for r in results}
             history.append(

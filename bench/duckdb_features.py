@@ -1,6 +1,6 @@
 """The gold customer features in DuckDB SQL on silver's Parquet files: timed next to Spark's and checked equal.
 
-A single-node peer for ``jobs.features``: the same columns, types and semantics (point in time, one row per
+A single-node peer for ``jobs.features.build``: the same columns, types and semantics (point in time, one row per
 customer per as-of date from the first purchase on, windows ``(as_of_date - w, as_of_date]``, nulls, ratios and
 trends), computed from the Parquet files of silver's current Delta snapshot (listed by Spark with ``inputFiles()``
 before any timing, so removed files are never read; DuckDB's delta extension cannot be downloaded here).
@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness, report
-from jobs import cdnow, features
 from jobs.config import ModelConfig
+from jobs.features import build
+from jobs.sources import cdnow
 
 log = logging.getLogger("bench.duckdb_features")
 
@@ -52,7 +53,7 @@ NIGHT = cdnow.LAST_DAY
 TOLERANCE = 1e-9
 LINEAGE = ("feature_run_id",)
 _FLOAT_PREFIXES = ("amount_sum_", "mean_gap_days", "avg_", "max_basket", "std_", "trend_")
-# Additive per-window counters and the daily column each one sums (as in jobs.features).
+# Additive per-window counters and the daily column each one sums (as in jobs.features.build).
 _COUNTERS = {"txn_count": "n", "_amount_cents": "cents", "quantity_sum": "qty", "active_days": "active"}
 
 
@@ -111,7 +112,7 @@ def _final(config: ModelConfig, run_id: str) -> str:
         "tenure_days": "CAST(as_of_date - first_day AS INTEGER) AS tenure_days",
         "feature_run_id": "'" + run_id.replace("'", "''") + "' AS feature_run_id",
     }
-    return ", ".join(special.get(c, c) for c in features.gold_columns(config))
+    return ", ".join(special.get(c, c) for c in build.gold_columns(config))
 
 
 def backfill_sql(files: list[str], start: date, end: date, config: ModelConfig, run_id: str) -> str:
@@ -238,7 +239,7 @@ def compare(con: Any, spark_files: list[str], duckdb_files: list[str], config: M
     con.execute(f"CREATE OR REPLACE TEMP VIEW d AS SELECT * FROM {_relation(duckdb_files)}")
     types = {side: con.execute(f"DESCRIBE {side}").fetchall() for side in ("s", "d")}
     schema = {side: [(row[0], row[1]) for row in rows] for side, rows in types.items()}
-    columns = [c for c in features.gold_columns(config) if c not in (*features.KEY_COLUMNS, *LINEAGE)]
+    columns = [c for c in build.gold_columns(config) if c not in (*build.KEY_COLUMNS, *LINEAGE)]
     joined = "s FULL OUTER JOIN d ON s.customer_id = d.customer_id AND s.as_of_date = d.as_of_date"
     both = "s.customer_id IS NOT NULL AND d.customer_id IS NOT NULL"
     checks = [
@@ -286,7 +287,7 @@ def _spark_stage(spark: Any, settings: Any, config: ModelConfig, start: date, en
     """Time ``build_features`` on [start, end] and sample the JVM's RSS while it runs."""
     with harness.peak_rss(harness.jvm_pid(spark)) as peak:
         started = time.perf_counter()
-        summary = features.build_features(spark, settings, config, start, end, run_id)
+        summary = build.build_features(spark, settings, config, start, end, run_id)
         seconds = time.perf_counter() - started
     return {"seconds": round(seconds, 2), "peak_gib": round(peak["bytes"] / 2**30, 2), "mode": summary["mode"]}
 
@@ -322,8 +323,8 @@ def run(source: str, rows: int, customers: int, model: str, keep: bool = False) 
         with harness.session("bench-duckdb-features", keep) as (spark, settings):
             result: dict[str, Any] = {"source": source, "model": model, "night_date": NIGHT.isoformat()}
             result["silver_rows"] = harness.build_silver(spark, settings, source, rows, customers, result)
-            silver = harness.delta_files(spark, settings.table_path(*features.SILVER_TABLE))
-            gold = settings.table_path(*features.GOLD_TABLE)
+            silver = harness.delta_files(spark, settings.table_path(*build.SILVER_TABLE))
+            gold = settings.table_path(*build.GOLD_TABLE)
 
             spark_backfill = _spark_stage(spark, settings, config, cdnow.FIRST_DAY, NIGHT, "bench-backfill")
             gold_backfill = harness.delta_files(spark, gold)
@@ -365,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", choices=("cdnow", "synthetic"), default="cdnow")
     parser.add_argument("--rows", type=int, default=1_000_000, help="synthetic transactions")
     parser.add_argument("--customers", type=int, default=100_000, help="synthetic customers")
-    parser.add_argument("--model", default=features.DEFAULT_MODEL)
+    parser.add_argument("--model", default="purchase_propensity")
     parser.add_argument("--keep", action="store_true", help="keep the temp lake and DuckDB output for inspection")
     parser.add_argument("--results", type=Path, default=report.RESULTS_DIR, help="folder holding history.jsonl")
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/history.jsonl")

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness, report
-from jobs import cdnow, features
+from jobs.features import build
+from jobs.sources import cdnow
 
 log = logging.getLogger("bench.features")
 
@@ -54,7 +55,7 @@ def run(model: str, keep: bool, source: str = "cdnow", rows: int = 0, customers:
         result["silver_rows"] = harness.build_silver(spark, settings, source, rows, customers, result)
 
         started, cpu = time.perf_counter(), harness.jvm_cpu_seconds(spark)
-        summary = features.build_features(spark, settings, config, cdnow.FIRST_DAY, cdnow.LAST_DAY, "bench-backfill")
+        summary = build.build_features(spark, settings, config, cdnow.FIRST_DAY, cdnow.LAST_DAY, "bench-backfill")
         result["backfill"] = {
             "rows": summary["rows"],
             "files": summary["files"],
@@ -65,12 +66,12 @@ def run(model: str, keep: bool, source: str = "cdnow", rows: int = 0, customers:
         }
         log.info("backfill: %s", result["backfill"])
 
-        gold = settings.table_path(*features.GOLD_TABLE)
-        values = [c for c in features.gold_columns(config) if c != "feature_run_id"]
+        gold = settings.table_path(*build.GOLD_TABLE)
+        values = [c for c in build.gold_columns(config) if c != "feature_run_id"]
         for label, day in (("day50", date(1997, 2, 19)), ("day500", date(1998, 5, 16))):
             before = _values(spark, gold, day, values)
             started, cpu = time.perf_counter(), harness.jvm_cpu_seconds(spark)
-            summary = features.build_features(spark, settings, config, day, day, f"bench-{label}")
+            summary = build.build_features(spark, settings, config, day, day, f"bench-{label}")
             seconds, cpu = time.perf_counter() - started, harness.jvm_cpu_seconds(spark) - cpu
             after = _values(spark, gold, day, values)
             result[label] = {
@@ -104,7 +105,7 @@ def record(result: dict[str, Any], params: dict[str, Any], root: Path | None = N
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m bench.features [--model NAME] [--keep]`` prints the timings as JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench.features", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=features.DEFAULT_MODEL)
+    parser.add_argument("--model", default="purchase_propensity")
     parser.add_argument("--keep", action="store_true", help="keep the temp lake for inspection")
     parser.add_argument("--source", choices=("cdnow", "synthetic"), default="cdnow")
     parser.add_argument("--rows", type=int, default=10_000_000, help="synthetic transactions")

@@ -17,8 +17,8 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from jobs import generate as gen
-from jobs import landing
+from jobs.sources import generate as gen
+from jobs.sources import landing
 
 
 def _peak_rss_mib() -> float:

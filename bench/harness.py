@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from jobs import cdnow, features
+from jobs.features import build
 from jobs.settings import REPO_ROOT
+from jobs.sources import cdnow
 
 log = logging.getLogger("bench.harness")
 DAYS = 546  # synthetic data spans as many days as CDNOW, so day 50 and day 500 mean the same
@@ -73,8 +74,8 @@ def synthetic_silver(
     spark: Any, settings: Any, rows: int, customers: int, result: dict[str, Any], days: int = DAYS
 ) -> int:
     """Generator landing files -> bronze -> silver through the real stages; their times go into ``result``."""
-    from jobs import clean, ingest
-    from jobs import generate as gen
+    from jobs.lake import clean, ingest
+    from jobs.sources import generate as gen
 
     config = gen.GeneratorConfig(
         out=settings.landing_root, rows=rows, customers=customers, start=cdnow.FIRST_DAY, days=days, seed=1
@@ -100,7 +101,7 @@ def build_silver(spark: Any, settings: Any, source: str, rows: int, customers: i
         result.update(transactions=rows, customers=customers)
         silver_rows = synthetic_silver(spark, settings, rows, customers, result)
     else:
-        silver_rows = cdnow_silver(spark, settings.table_path(*features.SILVER_TABLE))
+        silver_rows = cdnow_silver(spark, settings.table_path(*build.SILVER_TABLE))
     log.info("silver: %d rows in %.1fs", silver_rows, time.perf_counter() - started)
     return silver_rows
 

@@ -1,4 +1,4 @@
-"""Benchmark batch inference: rows scored per second by ``jobs.inference.score``, in the driver and through spark_udf.
+"""Benchmark batch inference: rows/s of ``jobs.serving.batch.score``, in the driver and through spark_udf.
 
 For each size, N synthetic gold rows (the reference model's 26 feature columns) are written to Delta in a temp lake,
 an XGBoost and a PyTorch model are trained on 20,000 rows and registered in a temp MLflow registry, and each family
@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import harness, report
 from bench.training import synthetic_rows
-from jobs import features
+from jobs.config import feature_columns
 
 log = logging.getLogger("bench.inference")
 
@@ -48,7 +48,7 @@ def _register(config: Any, columns: list[str], family: str) -> str:
     import mlflow
     from mlflow.models import infer_signature
 
-    from jobs import train
+    from jobs.ml import train
 
     small = config.model_copy(
         update={
@@ -73,12 +73,12 @@ def _register(config: Any, columns: list[str], family: str) -> str:
 
 
 def _score_and_write(spark: Any, path: str, uri: str, columns: list[str], limit: int, out: str) -> float:
-    """Seconds to score the Delta rows at ``path`` (``limit``: jobs.inference's driver_max_rows) and write them."""
-    from jobs import inference
+    """Seconds to score the Delta rows at ``path`` (``limit``: jobs.serving.batch's driver_max_rows) and write them."""
+    from jobs.serving import batch
 
     gold = spark.read.format("delta").load(path)
     started = time.perf_counter()
-    scored = inference.score(gold, uri, columns, driver_max_rows=limit)
+    scored = batch.score(gold, uri, columns, driver_max_rows=limit)
     scored.select("customer_id", "score").write.format("delta").save(out)
     return time.perf_counter() - started
 
@@ -88,7 +88,7 @@ def child(path: str, uri: str, way: str, out: str) -> dict[str, Any]:
     from jobs.config import load_model_config
     from jobs.spark import get_spark
 
-    columns = list(features.feature_columns(load_model_config(features.DEFAULT_MODEL)))
+    columns = list(feature_columns(load_model_config("purchase_propensity")))
     spark = get_spark("bench-inference-cold")
     try:
         spark.read.format("delta").load(path).limit(1).collect()  # the first Delta query, paid by either way
@@ -104,13 +104,13 @@ def run(sizes: list[int]) -> list[dict[str, Any]]:
     import numpy as np
     from pyspark.sql import functions as F
 
-    from jobs import inference
     from jobs.config import load_model_config
+    from jobs.serving import batch
     from jobs.settings import load
     from jobs.spark import get_spark
 
-    config = load_model_config(features.DEFAULT_MODEL)
-    columns = list(features.feature_columns(config))
+    config = load_model_config("purchase_propensity")
+    columns = list(feature_columns(config))
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as root:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root}/mlflow.db"
@@ -133,7 +133,7 @@ def run(sizes: list[int]) -> list[dict[str, Any]]:
                     # scores are summed, not counted: a count would let Spark prune the UDF and warm nothing.
                     warm = spark.read.format("delta").load(path).limit(1000).repartition(cores)
                     for limit in (1000, 0):
-                        inference.score(warm, uri, columns, driver_max_rows=limit).agg(F.sum("score")).collect()
+                        batch.score(warm, uri, columns, driver_max_rows=limit).agg(F.sum("score")).collect()
                     scores = {}
                     for way, limit in (("driver", rows), ("spark_udf", 0)):
                         out = f"{root}/scores-{rows}-{family}-{way}"

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from jobs import features, quality
-from jobs.config import load_model_config
+from jobs.config import feature_columns, load_model_config
+from jobs.quality import gate
 
 log = logging.getLogger("bench.quality")
 
@@ -43,7 +43,7 @@ def _gold(spark: Any, config: Any, rows: int, customers: int, first: date) -> An
             values[f"{metric}_{suffix}"] = running
     columns = [
         (values[name] if name in values else F.rand(next(seed)) * 10).cast("double").alias(name)
-        for name in features.feature_columns(config)
+        for name in feature_columns(config)
     ]
     return frame.select(
         "customer_id",
@@ -61,7 +61,7 @@ def run(rows: int, customers: int) -> dict[str, Any]:
 
     root = tempfile.mkdtemp(prefix="bench-quality-")
     settings = load()
-    config = load_model_config(features.DEFAULT_MODEL)
+    config = load_model_config("purchase_propensity")
     spark = get_spark("bench-quality", settings=settings)
     first = config.source.first_date + timedelta(days=60)
     try:
@@ -70,13 +70,13 @@ def run(rows: int, customers: int) -> dict[str, Any]:
         _gold(spark, config, rows, customers, first).write.format("delta").partitionBy("as_of_date").save(path)
         log.info("wrote %d gold rows in %.1fs", rows, time.perf_counter() - started)
         last = first + timedelta(days=(rows - 1) // customers)
-        suites = {name: quality.load_suite(name) for name in quality.DATASETS}
-        specs, _ = quality.plan(suites, config, first, last, [])
-        # As in quality.run_gate: the gold window is persisted while GX makes its passes over it.
+        suites = {name: gate.load_suite(name) for name in gate.DATASETS}
+        specs, _ = gate.plan(suites, config, first, last, [])
+        # As in gate.run_gate: the gold window is persisted while GX makes its passes over it.
         started = time.perf_counter()
         gold = spark.read.format("delta").load(path).persist()
         try:
-            outcomes = quality.validate({"gold": gold}, {"gold": specs["gold"]}, Path(root) / "docs", "bench")
+            outcomes = gate.validate({"gold": gold}, {"gold": specs["gold"]}, Path(root) / "docs", "bench")
         finally:
             gold.unpersist()
         seconds = time.perf_counter() - started

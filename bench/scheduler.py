@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from jobs import cdnow, landing
-from jobs.cluster import free_port
 from jobs.settings import REPO_ROOT
+from jobs.sources import cdnow, landing
+from tooling.cluster import free_port
 
 log = logging.getLogger("bench.scheduler")
 
@@ -150,8 +150,8 @@ def _child(*args: str) -> dict[str, Any]:
 
 def isolate(home: Path) -> tuple[Any, Any]:
     """Point this process (and everything it starts) at ``home`` and free loopback ports; (settings, ports)."""
-    from jobs import stack
     from jobs.settings import load
+    from tooling import stack
 
     for name in SCRUBBED:
         os.environ.pop(name, None)
@@ -257,8 +257,9 @@ def measure_parse(repeats: int) -> dict[str, Any]:
 
 def lake_child(days: int) -> dict[str, Any]:
     """Replay CDNOW's first ``days`` days and backfill bronze, silver, gold features and labels over them."""
-    from jobs import clean, features, ingest, labels
     from jobs.config import load_model_config
+    from jobs.features import build, labels
+    from jobs.lake import clean, ingest
     from jobs.settings import load
     from jobs.spark import get_spark
 
@@ -273,7 +274,7 @@ def lake_child(days: int) -> dict[str, Any]:
         for name, work in (
             ("ingest", lambda: ingest.ingest(spark, settings, start, end, "bench-backfill")),
             ("clean", lambda: clean.clean(spark, settings, start, end, "bench-backfill")),
-            ("features", lambda: features.build_features(spark, settings, config, start, end, "bench-backfill")),
+            ("features", lambda: build.build_features(spark, settings, config, start, end, "bench-backfill")),
             ("labels", lambda: labels.build_labels(spark, settings, config, start, end, "bench-backfill")),
         ):
             began = time.perf_counter()
@@ -338,7 +339,7 @@ def _leftovers(processes: list) -> list[str]:
 
 def measure_night(settings: Any, ports: Any, days: int, timeout: float) -> dict[str, Any]:
     """Build the lake, land an empty day, run the feature pipeline for it through the scheduler; always stop it."""
-    from jobs import stack
+    from tooling import stack
 
     day = cdnow.FIRST_DAY + timedelta(days=days)
     result: dict[str, Any] = {"day": day.isoformat(), "airflow_port": ports.airflow}

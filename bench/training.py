@@ -1,7 +1,7 @@
 """Benchmark training throughput per model family: rows x passes per second, on CPU and on a GPU when present.
 
 Synthetic tabular data with the reference model's feature count and a known signal; each family runs the same
-trainer code as ``jobs.train`` (fixed rounds/epochs, no early stopping, so the numbers compare). Prints JSON and
+trainer code as ``jobs.ml.train`` (fixed rounds/epochs, no early stopping, so the numbers compare). Prints JSON and
 appends it to docs/benchmarks/history.jsonl.
 """
 
@@ -15,8 +15,8 @@ import platform
 from typing import Any
 
 from bench import report
-from jobs import features, train
-from jobs.config import load_model_config
+from jobs.config import feature_columns, load_model_config
+from jobs.ml import train
 
 log = logging.getLogger("bench.training")
 
@@ -36,7 +36,7 @@ def synthetic_rows(rows: int, columns: list[str], seed: int) -> Any:
 
 def run(rows: int, devices: list[str]) -> dict[str, Any]:
     """Train each family once per device on ``rows`` rows; report rows x passes per second."""
-    config = load_model_config(features.DEFAULT_MODEL)
+    config = load_model_config("purchase_propensity")
     config = config.model_copy(
         update={
             "training": config.training.model_copy(
@@ -49,7 +49,7 @@ def run(rows: int, devices: list[str]) -> dict[str, Any]:
             )
         }
     )
-    columns = list(features.feature_columns(config))
+    columns = list(feature_columns(config))
     train_set, valid_set = synthetic_rows(rows, columns, 1), synthetic_rows(max(rows // 10, 1000), columns, 2)
     out: dict[str, Any] = {"rows": rows, "features": len(columns), "cores": os.cpu_count(), "machine": platform.node()}
     for on in devices:

@@ -24,8 +24,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 from airflow.timetables.interval import CronDataIntervalTimetable
-
-from jobs.tasks import features_asset, quality_gate, spark_job
+from mlplatform.tasks import features_asset, quality_gate, spark_job
 
 MODEL = "purchase_propensity"
 # The day a run processes is its data interval's start: for a scheduled run that is ds, and a manual trigger
@@ -50,9 +49,9 @@ with DAG(
         "end_date": Param(None, type=["null", "string"], format="date", description="backfill to (inclusive)"),
     },
 ) as dag:
-    ingest = spark_job("ingest", "jobs.ingest", WINDOW)
-    clean = spark_job("clean", "jobs.clean", WINDOW)
-    features = spark_job("features", "jobs.features", ["--model", MODEL, *WINDOW])
-    labels = spark_job("labels", "jobs.labels", ["--model", MODEL, *WINDOW])
+    ingest = spark_job("ingest", "jobs.lake.ingest", WINDOW)
+    clean = spark_job("clean", "jobs.lake.clean", WINDOW)
+    features = spark_job("features", "jobs.features.build", ["--model", MODEL, *WINDOW])
+    labels = spark_job("labels", "jobs.features.labels", ["--model", MODEL, *WINDOW])
     gate = quality_gate(MODEL, START, END, "{{ run_id }}", outlets=[features_asset(MODEL)])
     ingest >> clean >> features >> labels >> gate

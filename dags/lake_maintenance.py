@@ -11,8 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, Param
-
-from jobs.tasks import spark_job
+from mlplatform.tasks import spark_job
 
 with DAG(
     dag_id=Path(__file__).stem,
@@ -26,4 +25,4 @@ with DAG(
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(minutes=10)},
     params={"retention_hours": Param(168, type="integer", minimum=168, description="VACUUM retention (>= 7 days)")},
 ) as dag:
-    spark_job("optimize_and_vacuum", "jobs.maintenance", ["--retention-hours", "{{ params.retention_hours }}"])
+    spark_job("optimize_and_vacuum", "jobs.lake.maintenance", ["--retention-hours", "{{ params.retention_hours }}"])

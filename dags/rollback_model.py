@@ -14,8 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, Param
-
-from jobs.tasks import promotion_task
+from mlplatform.tasks import promotion_task
 
 MODEL = "purchase_propensity"
 

@@ -26,8 +26,7 @@ from pathlib import Path
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, task
-
-from jobs.tasks import drift_task, features_asset, spark_job
+from mlplatform.tasks import drift_task, features_asset, spark_job
 
 MODEL = "purchase_propensity"
 AS_OF = "{{ ti.xcom_pull(task_ids='as_of_date') }}"
@@ -79,7 +78,7 @@ with DAG(
         return f"mailed episode {decision['episode_id']}"
 
     day = as_of_date()
-    score = spark_job("score", "jobs.inference", ["--model", MODEL, "--date", AS_OF, "--run-id", "{{ run_id }}"])
+    score = spark_job("score", "jobs.serving.batch", ["--model", MODEL, "--date", AS_OF, "--run-id", "{{ run_id }}"])
     drift = drift_task(MODEL, AS_OF)
     start_retraining = TriggerDagRunOperator(
         task_id="start_retraining",

@@ -8,7 +8,7 @@ when the drift monitor asks for a retrain (conf `reason`), or from the **Trigger
    those, so a re-run trains on the same data.
 2. `build_training_set` (Spark) joins features with matured labels at those versions, splits train / validation /
    holdout in time with a gap of at least the label horizon, and writes the set once (Parquet + manifest).
-3. `train` runs `python -m jobs.train ...` in the `gpu` pool: a GPU pod from `include/pod_templates/training.yaml`
+3. `train` runs `python -m jobs.ml.train ...` in the `gpu` pool: a GPU pod from `include/pod_templates/training.yaml`
    when `MLP_TRAINING_BACKEND=kubernetes`, the very same command as a local process otherwise. Both families
    (XGBoost, PyTorch) are tracked in MLflow; the better on validation becomes a new model version with the
    `challenger` alias. The task then verifies in MLflow that the run finished, logged the model and metrics and
@@ -25,8 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, Param, task
-
-from jobs.tasks import features_asset, promotion_task, spark_job, training_command, training_task
+from mlplatform.tasks import features_asset, promotion_task, spark_job, training_command, training_task
 
 MODEL = "purchase_propensity"
 VERSIONS = (
@@ -65,15 +64,15 @@ with DAG(
     @task
     def pin_versions() -> dict[str, int]:
         """The gold tables' current Delta versions (read from their logs; no Spark)."""
+        from jobs.ml.trainset import pin_versions as pin
         from jobs.settings import load
-        from jobs.trainset import pin_versions as pin
 
         return pin(load())
 
     versions = pin_versions()
     build = spark_job(
         "build_training_set",
-        "jobs.trainset",
+        "jobs.ml.trainset",
         [
             "--model",
             MODEL,

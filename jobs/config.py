@@ -93,7 +93,7 @@ class TrainingConfig(_Strict):
 
 
 class PromotionConfig(_Strict):
-    """When a challenger may replace the champion (see jobs/promotion.py's should_promote)."""
+    """When a challenger may replace the champion (see jobs/ml/promotion.py's should_promote)."""
 
     mode: Literal["enabled", "dry_run", "disabled"] = "enabled"
     min_primary: float = Field(
@@ -122,7 +122,7 @@ class PromotionConfig(_Strict):
 
 
 class DriftConfig(_Strict):
-    """Drift monitoring and its alert policy (see jobs/alerts.py's should_alert)."""
+    """Drift monitoring and its alert policy (see jobs/monitoring/alerts.py's should_alert)."""
 
     window_days: int = Field(1, gt=0, le=90)  # current window: the as-of dates (D - window_days, D]
     report_sample_rows: int = Field(50_000, gt=0)  # rows per side in the HTML report (decisions use every row)
@@ -171,8 +171,6 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _slice_columns(self) -> ModelConfig:
-        from jobs.features import feature_columns
-
         unknown = sorted(set(self.promotion.slices) - set(feature_columns(self)))
         if unknown:
             raise ValueError(f"promotion.slices name columns that are not features: {unknown}")
@@ -192,6 +190,25 @@ class ModelConfig(_Strict):
     def split_gap_days(self) -> int:
         """Days between train, validation and holdout as-of dates."""
         return self.training.gap_days if self.training.gap_days is not None else self.label.horizon_days
+
+
+# The features every model file's windows expand to (declared per model; computed by jobs.features.build).
+WINDOW_METRICS = ("txn_count", "amount_sum", "quantity_sum", "active_days")
+BASKET_FEATURES = ("avg_basket_amount", "max_basket_amount", "std_basket_amount", "avg_basket_quantity")
+
+
+def window_suffixes(config: ModelConfig) -> list[str]:
+    """The column suffix of each feature window (``30d``, ...) and of the whole history (``all``)."""
+    return [f"{w}d" for w in config.features.windows_days] + ["all"]
+
+
+def feature_columns(config: ModelConfig) -> tuple[str, ...]:
+    """The model-facing feature columns for ``config``, in their fixed order (keys and lineage excluded)."""
+    columns = ["recency_days", "tenure_days"]
+    columns += [f"{metric}_{suffix}" for suffix in window_suffixes(config) for metric in WINDOW_METRICS]
+    columns += ["mean_gap_days", "last_gap_days", *BASKET_FEATURES]
+    columns += [f"trend_{short}_{long}" for short, long in config.features.trend_pairs]
+    return tuple(columns)
 
 
 class ConfigError(ValueError):

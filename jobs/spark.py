@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from jobs import cli
 from jobs.settings import Settings, load
 
 T = TypeVar("T")
@@ -89,7 +89,7 @@ def get_spark(
 
 def run_job(name: str, work: Callable[[Any, Settings], T], overrides: Callable[[Settings], dict] | None = None) -> T:
     """A job's ``main``: log to stderr, start its Spark session, run ``work(spark, settings)``, always stop Spark."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli.setup_logging()
     settings = load()
     spark = get_spark(name, settings=settings, overrides=overrides(settings) if overrides else None)
     try:
@@ -116,10 +116,10 @@ def replace_window(frame: DataFrame, path: str, where: str, partition_by: str | 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``--prefetch`` resolves the Delta jars into the Ivy cache and checks a Delta round trip."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.spark", description=main.__doc__)
+    parser = cli.parser("jobs.spark", main.__doc__)
     parser.add_argument("--prefetch", action="store_true", help="download Delta jars into the cache")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli.setup_logging()
     if not args.prefetch:
         parser.print_help()
         return 0

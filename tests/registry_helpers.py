@@ -7,9 +7,8 @@ import json
 from datetime import date, timedelta
 from pathlib import Path
 
-from jobs import promotion, trainset
-from jobs.config import load_model_config
-from jobs.features import feature_columns
+from jobs.config import feature_columns, load_model_config
+from jobs.ml import registry, trainset
 
 KEY = "ts-test-evaluation"
 WEAK = ["tenure_days"]  # knows a little: calibrated, but a low AUC
@@ -18,7 +17,7 @@ STRONG = ["recency_days", "tenure_days", "txn_count_90d", "amount_sum_all"]
 
 
 def write_training_set(settings, config, train, holdout) -> str:
-    """A training set ``KEY`` in the layout jobs.trainset writes (Parquet by split + manifest)."""
+    """A training set ``KEY`` in the layout jobs.ml.trainset writes (Parquet by split + manifest)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -72,7 +71,7 @@ def register(config, frame, columns: list[str], rounds: int = 60) -> int:
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from jobs.train import train_xgboost
+    from jobs.ml.train import train_xgboost
 
     small = config.model_copy(
         update={
@@ -92,5 +91,5 @@ def register(config, frame, columns: list[str], rounds: int = 60) -> int:
     client = MlflowClient()
     client.set_model_version_tag(config.name, str(version), "trainset", KEY)
     client.set_model_version_tag(config.name, str(version), "family", "xgboost")
-    client.set_registered_model_alias(config.name, promotion.CHALLENGER, str(version))
+    client.set_registered_model_alias(config.name, registry.CHALLENGER, str(version))
     return version

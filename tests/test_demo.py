@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from jobs import demo
+from tooling import demo
 
 
 def test_the_summary_fails_without_one_mail_per_episode_or_an_audited_retraining() -> None:

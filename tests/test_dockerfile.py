@@ -20,7 +20,7 @@ def test_training_image_is_cuda_based_and_runs_the_training_entry_point() -> Non
     stage = _stage("training")
     assert stage[0].startswith("FROM nvidia/cuda:") and "cudnn" in stage[0]
     entry = json.loads(next(x for x in stage if x.startswith("ENTRYPOINT")).removeprefix("ENTRYPOINT "))
-    from jobs.tasks import training_command
+    from mlplatform.tasks import training_command
 
     assert entry == training_command("m", "all", "r", ("", ""), ("1", "1"))[:3]
     text = "\n".join(stage)

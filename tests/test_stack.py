@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jobs import stack
 from jobs.settings import REPO_ROOT, load
+from tooling import stack
 
 
 def test_every_service_binds_loopback_only(monkeypatch) -> None:

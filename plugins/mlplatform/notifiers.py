@@ -6,8 +6,8 @@ from typing import Any
 
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-from jobs.emails import quality_gate_email, recipients
-from jobs.quality import read_summary
+from jobs.notify.mails import quality_gate_email, recipients
+from jobs.quality.gate import read_summary
 from jobs.settings import load
 
 
@@ -63,8 +63,8 @@ class PromotionNotifier(_TeamNotifier):
         self.decision_path = decision_path
 
     def notify(self, context: Any) -> None:
-        from jobs.emails import promotion_email
-        from jobs.promotion import read_decision
+        from jobs.ml.promotion import read_decision
+        from jobs.notify.mails import promotion_email
 
         ti = context["ti"]
         decision = read_decision(self.decision_path, dag_run_id=context["run_id"])
@@ -95,8 +95,8 @@ class DriftAlertNotifier(_TeamNotifier):
         self.retrain_run_id = retrain_run_id
 
     def notify(self, context: Any) -> None:
-        from jobs.drift import read_summary as read_drift_summary
-        from jobs.emails import drift_email
+        from jobs.monitoring.drift import read_summary as read_drift_summary
+        from jobs.notify.mails import drift_email
 
         summary = read_drift_summary(self.summary_path)
         if summary is None:

@@ -11,7 +11,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from jobs.quality import read_summary
+from jobs.quality.gate import read_summary
 from mlplatform.links import (
     DataQualityReportLink,
     DriftReportLink,
@@ -23,7 +23,7 @@ from mlplatform.links import (
 
 
 class QualityGateOperator(SparkSubmitOperator):
-    """Run ``jobs.quality`` under spark-submit; a failed critical expectation fails the task without retries.
+    """Run ``jobs.quality.gate`` under spark-submit; a failed critical expectation fails the task without retries.
 
     A crashed JVM or a lost executor is retried as usual. A gate that ran and found bad data would find it again,
     so that failure is final at once (AirflowFailException) and the notifier mails the team straight away. On
@@ -70,8 +70,8 @@ class QualityGateOperator(SparkSubmitOperator):
 
 def _verify(model: str, dag_run_id: str, log: Any) -> dict[str, Any]:
     """The check both training backends end with: MLflow must hold a finished, complete, registered run."""
+    from jobs.ml.train import TrainingVerificationError, verify_training_run
     from jobs.settings import load
-    from jobs.train import TrainingVerificationError, verify_training_run
 
     try:
         result = verify_training_run(load(), model, dag_run_id)
@@ -154,7 +154,7 @@ def training_pod_operator(**kwargs: Any) -> Any:
 
 
 class PromotionOperator(SparkSubmitOperator):
-    """Run ``jobs.promotion`` (evaluate, decide, audit, move aliases) under spark-submit.
+    """Run ``jobs.ml.promotion`` (evaluate, decide, audit, move aliases) under spark-submit.
 
     A manual promotion that the gates refused, or a request that cannot be carried out (no such version, no
     reason), is final at once: asking again gives the same answer. A stale check-and-set or a crash is retried,
@@ -169,7 +169,7 @@ class PromotionOperator(SparkSubmitOperator):
         self.decision_path = decision_path
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from jobs.promotion import read_decision
+        from jobs.ml.promotion import read_decision
 
         started = time.time()
         try:
@@ -215,7 +215,7 @@ def _fresh(decision: dict | None, path: str, since: float) -> dict | None:
 
 
 class DriftMonitorOperator(SparkSubmitOperator):
-    """Run ``jobs.drift`` under spark-submit; return tonight's alert decision (small) for the alert and retrain."""
+    """Run ``jobs.monitoring.drift`` under spark-submit; return tonight's alert decision (small) for the alert."""
 
     template_fields = (*SparkSubmitOperator.template_fields, "summary_path", "as_of_date")
     operator_extra_links = (*SparkSubmitOperator.operator_extra_links, DriftReportLink())
@@ -226,7 +226,7 @@ class DriftMonitorOperator(SparkSubmitOperator):
         self.as_of_date = as_of_date
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from jobs.drift import read_summary as read_drift_summary
+        from jobs.monitoring.drift import read_summary as read_drift_summary
 
         started = time.time()
         super().execute(context)

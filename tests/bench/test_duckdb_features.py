@@ -10,8 +10,9 @@ import pytest
 
 from bench import duckdb_features as ddf
 from bench import harness
-from jobs import cdnow, features
 from jobs.config import ModelConfig
+from jobs.features import build
+from jobs.sources import cdnow
 
 pytestmark = pytest.mark.slow
 
@@ -42,8 +43,8 @@ def lake(spark, tmp_path_factory):
         env.setenv("MLP_LANDING_ROOT", str(root / "landing"))
         settings = load()
         harness.synthetic_silver(spark, settings, 20_000, 500, {}, days=DAYS)
-        features.build_features(spark, settings, CONFIG, START, END, "spark-backfill")
-        gold = settings.table_path(*features.GOLD_TABLE)
+        build.build_features(spark, settings, CONFIG, START, END, "spark-backfill")
+        gold = settings.table_path(*build.GOLD_TABLE)
 
         def gold_files(first, last):
             return harness.delta_files(spark, gold, F.col("as_of_date").between(F.lit(first), F.lit(last)))
@@ -51,7 +52,7 @@ def lake(spark, tmp_path_factory):
         yield SimpleNamespace(
             settings=settings,
             gold=gold,
-            silver=harness.delta_files(spark, settings.table_path(*features.SILVER_TABLE)),
+            silver=harness.delta_files(spark, settings.table_path(*build.SILVER_TABLE)),
             gold_files=gold_files,
             backfill=gold_files(START, END),
         )
@@ -110,7 +111,7 @@ def test_night_equals_the_backfill_mid_history(lake, tmp_path) -> None:
 
 
 def test_night_equals_spark_increment(spark, lake, tmp_path) -> None:
-    summary = features.build_features(spark, lake.settings, CONFIG, END, END, "spark-night")
+    summary = build.build_features(spark, lake.settings, CONFIG, END, END, "spark-night")
     assert summary["mode"] == "increment"
     ours = _duckdb(ddf.night_sql(lake.silver, END, CONFIG, "duckdb"), tmp_path / "out")
     check = _check(lake.gold_files(END, END), ours)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from bench import report, scheduler
-from jobs import ingest, landing
+from jobs.lake import ingest
+from jobs.sources import landing
 
 TRIGGERED = datetime(2026, 1, 2, 3, 0, 0, tzinfo=UTC)
 

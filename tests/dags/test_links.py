@@ -165,7 +165,7 @@ from datetime import datetime
 from airflow.sdk import DAG
 from mlplatform.operators import LocalTrainingOperator, QualityGateOperator
 
-from jobs.quality import report_dir
+from jobs.quality.gate import report_dir
 from jobs.settings import load
 
 with DAG("links_probe", schedule=None, start_date=datetime(2024, 1, 1), tags=["test"]):
@@ -219,7 +219,7 @@ def test_links_resolve_through_airflow_after_a_run(airflow_db, monkeypatch: pyte
     docs = reports / "quality" / "m" / "2024-01-01_2024-01-01" / "docs" / "index.html"
     verdict = {"passed": True}
 
-    def job(self, context):  # what jobs.quality writes; a failed gate also exits non-zero
+    def job(self, context):  # what jobs.quality.gate writes; a failed gate also exits non-zero
         Path(self.summary_path).parent.mkdir(parents=True, exist_ok=True)
         summary = {"run_id": context["run_id"], "passed": verdict["passed"], "evaluated": 1, "warnings": []}
         summary |= {"report": docs.as_uri(), "start": "2024-01-01", "end": "2024-01-01"}

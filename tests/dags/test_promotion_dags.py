@@ -23,7 +23,7 @@ def test_manual_dags_run_the_promotion_job_and_mail_either_way(dag_id: str, kind
     assert dag.schedule is None, "manual only"
     (task,) = dag.tasks
     assert type(task).__name__ == "PromotionOperator"
-    assert task.application_args[:2] == ["jobs.promotion", kind]
+    assert task.application_args[:2] == ["jobs.ml.promotion", kind]
     args = task.application_args
     assert args[args.index("--dag-run-id") + 1] == "{{ run_id }}"
     assert "triggering_user_name" in args[args.index("--triggered-by") + 1]

@@ -16,7 +16,7 @@ def _dag():
 
 
 def test_scoring_runs_on_the_features_asset_then_drift_then_retrain_and_alert() -> None:
-    from jobs.tasks import features_asset
+    from mlplatform.tasks import features_asset
 
     dag = _dag()
     assert features_asset("purchase_propensity") in dag.timetable.asset_condition.objects
@@ -29,7 +29,7 @@ def test_scoring_runs_on_the_features_asset_then_drift_then_retrain_and_alert() 
         "start_retraining": ["retrain_needed"],
         "send_alert": ["monitor_drift", "start_retraining"],
     }
-    assert dag.get_task("score").application_args[:1] == ["jobs.inference"]
+    assert dag.get_task("score").application_args[:1] == ["jobs.serving.batch"]
     assert type(dag.get_task("monitor_drift")).__name__ == "DriftMonitorOperator"
     retrain = dag.get_task("start_retraining")
     assert retrain.trigger_dag_id == "training" and retrain.skip_when_already_exists

@@ -19,7 +19,7 @@ def _dag():
 
 
 def _local_command(dag) -> list[str]:
-    from jobs.tasks import training_command
+    from mlplatform.tasks import training_command
 
     versions = (
         "{{ ti.xcom_pull(task_ids='pin_versions')['features'] }}",
@@ -33,7 +33,7 @@ def _local_command(dag) -> list[str]:
 def test_training_runs_on_the_features_asset_in_the_gpu_pool(monkeypatch) -> None:
     monkeypatch.setenv("MLP_TRAINING_BACKEND", "local")
     dag = _dag()
-    from jobs.tasks import features_asset
+    from mlplatform.tasks import features_asset
 
     assert features_asset("purchase_propensity") in dag.timetable.asset_condition.objects
     assert [t.task_id for t in dag.topological_sort()] == [
@@ -46,7 +46,7 @@ def test_training_runs_on_the_features_asset_in_the_gpu_pool(monkeypatch) -> Non
     assert type(promote).__name__ == "PromotionOperator" and promote.application_args[1] == "auto"
     train = dag.get_task("train")
     assert type(train).__name__ == "LocalTrainingOperator" and train.pool == "gpu"
-    assert train.command[:3] == ["python", "-m", "jobs.train"]
+    assert train.command[:3] == ["python", "-m", "jobs.ml.train"]
     assert set(dag.params.keys()) == {"family", "as_of_start", "as_of_end", "reason"}
 
 

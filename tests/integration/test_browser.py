@@ -1,7 +1,7 @@
 """A person in a browser: log in to a real local Airflow, trigger the training DAG through its Params form.
 
 Headless Debian Chromium driven by Selenium's client through Debian's chromedriver (no browser download). The
-Airflow is `airflow standalone` as `make up` starts it (jobs.stack), in its own home and on a free port. The DAG
+Airflow is `airflow standalone` as `make up` starts it (tooling.stack), in its own home and on a free port. The DAG
 stays paused (the form's "unpause on trigger" is unticked), so the run is created with its conf and stays queued:
 the test is about the form, not about training. The screenshot is kept under build/browser/.
 """
@@ -16,8 +16,8 @@ import urllib.request
 
 import pytest
 
-from jobs import stack
 from jobs.settings import REPO_ROOT, load
+from tooling import stack
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs import cdnow, clean, ingest, labels
+from jobs.features import labels
+from jobs.lake import clean, ingest
 from jobs.settings import load
+from jobs.sources import cdnow
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -62,9 +64,8 @@ def test_backfill_then_nightly_run_end_to_end(airflow_db, spark) -> None:
     # The features Asset event carries the window, so the scoring DAG it triggers knows which date is new.
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
+    from mlplatform.tasks import features_asset
     from sqlalchemy import select
-
-    from jobs.tasks import features_asset
 
     with create_session() as session:
         extras = session.scalars(

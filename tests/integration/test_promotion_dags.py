@@ -1,4 +1,4 @@
-"""The manual promotion DAGs end to end with ``dag.test()``: real spark-submit of ``jobs.promotion``, a real MLflow
+"""The manual promotion DAGs end to end with ``dag.test()``: real spark-submit of ``jobs.ml.promotion``, a real MLflow
 registry, the Delta audit table, and the team's e-mail at a real SMTP server on loopback."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from jobs import promotion
 from jobs.config import load_model_config
+from jobs.ml import promotion, registry
 from tests.registry_helpers import NOISE, STRONG, WEAK, register, synthetic_frame, write_training_set
 
 pytestmark = pytest.mark.slow
@@ -45,8 +45,8 @@ def champion_and_previous(tmp_path, monkeypatch):
     write_training_set(settings, config, train, synthetic_frame(5000, 2, date(1997, 9, 1)))
     weak, strong, noise = (register(config, train, columns) for columns in (WEAK, STRONG, NOISE))
     client = MlflowClient()
-    client.set_registered_model_alias(MODEL, promotion.PREVIOUS, str(weak))
-    client.set_registered_model_alias(MODEL, promotion.CHAMPION, str(strong))
+    client.set_registered_model_alias(MODEL, registry.PREVIOUS_CHAMPION, str(weak))
+    client.set_registered_model_alias(MODEL, registry.CHAMPION, str(strong))
     return settings, {"weak": weak, "strong": strong, "noise": noise}
 
 
@@ -59,7 +59,7 @@ def test_rollback_dag_restores_the_previous_champion_audits_and_mails(
     run = _dag("rollback_model").test(run_conf={"reason": "complaints about scores in the CRM export"})
 
     assert run.state == DagRunState.SUCCESS
-    assert promotion.aliases(_client(), MODEL) == {
+    assert registry.aliases(_client(), MODEL) == {
         "champion": v["weak"],
         "previous_champion": v["strong"],
         "challenger": v["noise"],
@@ -95,7 +95,7 @@ def test_promote_dag_refuses_a_worse_version_at_once_and_says_why(
     assert run.state == DagRunState.FAILED
     (ti,) = run.get_task_instances()
     assert (ti.state, ti.try_number) == (TaskInstanceState.FAILED, 1), "a refusal is final: no retries"
-    assert promotion.aliases(_client(), MODEL)["champion"] == v["strong"]
+    assert registry.aliases(_client(), MODEL)["champion"] == v["strong"]
     (row,) = [r for r in promotion.read_audit(spark, settings, MODEL) if r["dag_run_id"] == run.run_id]
     assert row["action"] == "rejected" and "min_lift" in row["failed_gates"].split(",")
 

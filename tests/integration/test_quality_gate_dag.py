@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from mlplatform.tasks import features_asset
 
-from jobs import generate as gen
 from jobs.settings import load
-from jobs.tasks import features_asset
+from jobs.sources import generate as gen
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs import inference, promotion
 from jobs.config import load_model_config
-from jobs.features import GOLD_TABLE
-from jobs.labels import LABELS_TABLE
+from jobs.features.build import GOLD_TABLE
+from jobs.features.labels import LABELS_TABLE
+from jobs.ml import registry
+from jobs.serving import batch
 from tests.registry_helpers import STRONG, register, synthetic_frame, write_training_set
 
 pytestmark = pytest.mark.slow
@@ -51,7 +52,7 @@ def drifting_lake(spark, tmp_path, monkeypatch):
     train = synthetic_frame(6000, 1, date(1997, 3, 1))
     write_training_set(settings, config, train, synthetic_frame(3000, 2, date(1997, 9, 1)))
     version = register(config, train, STRONG)
-    mlflow.MlflowClient().set_registered_model_alias(MODEL, promotion.CHAMPION, str(version))
+    mlflow.MlflowClient().set_registered_model_alias(MODEL, registry.CHAMPION, str(version))
     import pandas as pd
 
     nights = []
@@ -82,7 +83,7 @@ def test_a_drift_episode_mails_once_and_starts_retraining_with_its_reason(
     assert first.state == DagRunState.SUCCESS
     states = {ti.task_id: ti.state for ti in first.get_task_instances()}
     assert all(state == TaskInstanceState.SUCCESS for state in states.values()), states
-    scored = spark.read.format("delta").load(settings.table_path(*inference.PREDICTIONS_TABLE))
+    scored = spark.read.format("delta").load(settings.table_path(*batch.PREDICTIONS_TABLE))
     assert scored.count() == 1500 and {r.model_version for r in scored.select("model_version").collect()} == {version}
 
     (mail,) = smtp_server.messages

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from jobs import features
-from jobs.cluster import app_dirs, standalone_cluster
 from jobs.config import load_model_config
+from jobs.features import build
 from jobs.settings import REPO_ROOT, Settings
 from jobs.spark import delta_package, spark_conf, submit_env
+from tooling.cluster import app_dirs, standalone_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -47,13 +47,13 @@ SUBMIT_TIMEOUT_S = 480
 
 def _write_silver(spark, settings: Settings) -> int:
     """Real CDNOW purchases up to END as silver (landed on their order date); returns the row count."""
-    from jobs.cdnow import read_cdnow
+    from jobs.sources.cdnow import read_cdnow
 
     frame = read_cdnow()
     frame = frame[frame["order_date"] <= END]
     silver = spark.createDataFrame(frame).selectExpr(*SILVER_COLUMNS)
     silver.write.format("delta").mode("overwrite").partitionBy("landing_date").save(
-        settings.table_path(*features.SILVER_TABLE)
+        settings.table_path(*build.SILVER_TABLE)
     )
     return len(frame)
 
@@ -72,7 +72,7 @@ def _spark_submit(master: str, lake_root: Path, log_path: Path, run_id: str) -> 
     cmd += ["--packages", delta_package(settings)]
     for key, value in conf.items():
         cmd += ["--conf", f"{key}={value}"]
-    cmd += [str(REPO_ROOT / "include" / "spark_entry.py"), "jobs.features", "--model", MODEL]
+    cmd += [str(REPO_ROOT / "include" / "spark_entry.py"), "jobs.features.build", "--model", MODEL]
     cmd += ["--start", START.isoformat(), "--end", END.isoformat(), "--run-id", run_id]
     # The test process's own local driver must not leak its launcher settings into the submitted driver.
     env = {k: v for k, v in os.environ.items() if k not in {"SPARK_ENV_LOADED", "PYSPARK_SUBMIT_ARGS"}}
@@ -115,9 +115,9 @@ def test_features_on_standalone_cluster_equal_local_mode(spark, settings: Settin
 
     # The cluster run gets its own lake holding a copy of the same silver table.
     cluster_lake = tmp_path / "cluster-lake"
-    shutil.copytree(settings.table_path(*features.SILVER_TABLE), cluster_lake / "silver" / "transactions")
+    shutil.copytree(settings.table_path(*build.SILVER_TABLE), cluster_lake / "silver" / "transactions")
 
-    local = features.build_features(spark, settings, config, START, END, run_id="local")
+    local = build.build_features(spark, settings, config, START, END, run_id="local")
     assert local["mode"] == "backfill" and local["rows"] > 0
 
     cluster_logs = tmp_path / "cluster"
@@ -130,8 +130,8 @@ def test_features_on_standalone_cluster_equal_local_mode(spark, settings: Settin
     assert rc == 0, f"spark-submit on {master} exited {rc} after {elapsed:.0f}s:\n{_tail(submit_log)}"
     assert app_dirs(cluster_logs), f"no executor ran on the standalone worker (nothing under {cluster_logs})"
 
-    local_gold = spark.read.format("delta").load(settings.table_path(*features.GOLD_TABLE))
-    cluster_gold = spark.read.format("delta").load(f"{cluster_lake}/{'/'.join(features.GOLD_TABLE)}")
+    local_gold = spark.read.format("delta").load(settings.table_path(*build.GOLD_TABLE))
+    cluster_gold = spark.read.format("delta").load(f"{cluster_lake}/{'/'.join(build.GOLD_TABLE)}")
     assert {r["feature_run_id"] for r in cluster_gold.select("feature_run_id").distinct().collect()} == {"cluster"}
     assert local_gold.columns == cluster_gold.columns
     local_count, cluster_count, mismatched = _diff(local_gold, cluster_gold, ignore=("feature_run_id",))

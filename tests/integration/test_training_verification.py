@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from jobs import train
+from jobs.ml import train
 
 MODEL = "purchase_propensity"
 
@@ -28,7 +28,7 @@ def _operator(script: str):
 
 
 def _starts_a_run(then: str) -> str:
-    """A fake training command that opens the parent MLflow run the way jobs.train does, then ``then``."""
+    """A fake training command that opens the parent MLflow run the way jobs.ml.train does, then ``then``."""
     return f"""
         import os, signal, mlflow
         mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])

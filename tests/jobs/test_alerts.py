@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from jobs.alerts import Alert, Window, drifted_share, should_alert
 from jobs.config import DriftConfig
+from jobs.monitoring.alerts import Alert, Window, drifted_share, should_alert
 
 POLICY = DriftConfig(max_drifted_share=0.3, persistence_k=3, persistence_n=5, cooldown_days=30)
 START = date(1998, 1, 1)

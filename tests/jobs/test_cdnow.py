@@ -6,7 +6,7 @@ import hashlib
 from datetime import date
 from pathlib import Path
 
-from jobs import cdnow, landing
+from jobs.sources import cdnow, landing
 
 
 def _landed_lines(root: Path) -> dict[str, int]:

@@ -6,8 +6,9 @@ from datetime import date
 
 import pytest
 
-from jobs import cdnow, clean, ingest, landing
-from jobs.generate import GeneratorConfig, generate
+from jobs.lake import clean, ingest
+from jobs.sources import cdnow, landing
+from jobs.sources.generate import GeneratorConfig, generate
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs import drift, inference, promotion
 from jobs.config import load_model_config
-from jobs.features import GOLD_TABLE
-from jobs.labels import LABELS_TABLE
+from jobs.features.build import GOLD_TABLE
+from jobs.features.labels import LABELS_TABLE
+from jobs.ml import registry
+from jobs.monitoring import drift
+from jobs.serving import batch
 from tests.registry_helpers import STRONG, register, synthetic_frame, write_training_set
 
 pytestmark = pytest.mark.slow
@@ -52,7 +54,7 @@ def monitored(spark, settings, tmp_path, monkeypatch):
     write_training_set(settings, config, train, synthetic_frame(3000, 2, date(1997, 9, 1)))
     version = register(config, train, STRONG)
     client = mlflow.MlflowClient()
-    client.set_registered_model_alias(config.name, promotion.CHAMPION, str(version))
+    client.set_registered_model_alias(config.name, registry.CHAMPION, str(version))
     client.set_model_version_tag(config.name, str(version), "holdout_roc_auc", "0.85000")  # as training tags it
     nights = [_night(FIRST + timedelta(days=i), 10 + i, drifted=i >= 2) for i in range(4)]
     import pandas as pd
@@ -66,7 +68,7 @@ def monitored(spark, settings, tmp_path, monkeypatch):
 
 
 def _run(spark, settings, config, day: date, run_id: str) -> dict:
-    inference.run_inference(spark, settings, config, day, run_id)
+    batch.run_inference(spark, settings, config, day, run_id)
     return drift.monitor(spark, settings, config, day, run_id)
 
 
@@ -124,7 +126,7 @@ def test_stable_nights_stay_quiet_and_persistent_drift_opens_one_episode(spark, 
 def test_columns_numpy_cannot_bin_are_left_out_of_the_evidently_plots_only() -> None:
     import numpy as np
 
-    from jobs.drift import _binnable
+    from jobs.monitoring.drift import _binnable
 
     assert _binnable(np.array([1.0, 2.0, np.nan]), np.array([3.0]))
     assert _binnable(np.array([5.0]), np.array([5.0])), "a constant is drawn as one bar"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from jobs import drift_stats
+from jobs.monitoring import statistics
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def _assert_same(spark_results: list, evidently_results: list, expected: set[str
         assert (ours.reference_rows, ours.current_rows) == (theirs.reference_rows, theirs.current_rows), where
         if ours.method == "wasserstein":
             assert ours.score == pytest.approx(theirs.score, abs=0.01, rel=0.02), where
-        elif ours.method == "ks" and ours.current_rows > drift_stats.EXACT_VALUES:
+        elif ours.method == "ks" and ours.current_rows > statistics.EXACT_VALUES:
             # The current CDF comes from a 1001-point grid: compare the statistic D, not the steep p-value.
             assert _ks_statistic(ours) == pytest.approx(_ks_statistic(theirs), abs=0.002), where
         else:  # exact value counts
@@ -49,7 +49,7 @@ def _assert_same(spark_results: list, evidently_results: list, expected: set[str
         assert {r.column for r in spark_results if r.drifted} == expected
 
 
-def _ks_statistic(result: drift_stats.ColumnDrift) -> float:
+def _ks_statistic(result: statistics.ColumnDrift) -> float:
     """D back from scipy's asymptotic two-sided p-value (what ks_2samp uses above 10,000 rows)."""
     from scipy import stats
 
@@ -65,8 +65,8 @@ def _ks_statistic(result: drift_stats.ColumnDrift) -> float:
 def test_large_reference_matches_evidently(spark, drift: bool, expected: set[str]) -> None:
     reference, current = _frame(30_000, 1, False), _frame(24_000, 2, drift)
     columns = list(reference.columns)
-    ours = drift_stats.drift(spark.createDataFrame(reference), spark.createDataFrame(current), columns)
-    theirs = drift_stats.evidently_drift(reference, current, columns)
+    ours = statistics.drift(spark.createDataFrame(reference), spark.createDataFrame(current), columns)
+    theirs = statistics.evidently_drift(reference, current, columns)
     _assert_same(ours, theirs, expected)
     methods = {r.column: r.method for r in ours}
     assert methods["gamma"] == methods["poisson30"] == methods["with_nulls"] == "wasserstein"
@@ -79,8 +79,8 @@ def test_small_reference_matches_evidently(spark, current_rows: int) -> None:
     """<= 1000 reference rows: K-S, chi-square and z, with the current side exact or from its quantile grid."""
     reference, current = _frame(800, 3, False), _frame(current_rows, 4, True)
     columns = list(reference.columns)
-    ours = drift_stats.drift(spark.createDataFrame(reference), spark.createDataFrame(current), columns)
-    theirs = drift_stats.evidently_drift(reference, current, columns)
+    ours = statistics.drift(spark.createDataFrame(reference), spark.createDataFrame(current), columns)
+    theirs = statistics.evidently_drift(reference, current, columns)
     _assert_same(ours, theirs)
     methods = {r.column: r.method for r in ours}
     assert methods["normal"] == "ks" and methods["category"] == "chisquare" and methods["binary"] == "z"
@@ -90,12 +90,12 @@ def test_small_reference_matches_evidently(spark, current_rows: int) -> None:
 def test_profile_is_fixed_size_and_round_trips_json(spark) -> None:
     small, large = _frame(2_000, 5, False), _frame(40_000, 6, False)
     columns = ["gamma", "poisson", "with_nulls", "constant"]
-    by_rows = drift_stats.profiles([spark.createDataFrame(small), spark.createDataFrame(large)], columns, 101)
+    by_rows = statistics.profiles([spark.createDataFrame(small), spark.createDataFrame(large)], columns, 101)
     for profiles in by_rows:
         for p in profiles.values():
             assert len(p.quantiles) == 101 and len(p.means) == 100
             assert p.values is None  # > EXACT_VALUES finite values: only the fixed-size summary
-            assert p.counts is None or len(p.counts) <= drift_stats.DISTINCT_CAP
+            assert p.counts is None or len(p.counts) <= statistics.DISTINCT_CAP
             assert p.quantiles[0] == p.min and p.quantiles[-1] == p.max
             assert _round_trip(p) == p
     # What a profile holds does not grow with the rows: same JSON size within rounding of the numbers.
@@ -112,8 +112,8 @@ def test_profile_is_fixed_size_and_round_trips_json(spark) -> None:
     assert by_rows[0]["constant"].counts == ((1.0, 2_000),)
 
 
-def _round_trip(p: drift_stats.Profile) -> drift_stats.Profile:
-    return drift_stats.Profile.from_dict(json.loads(json.dumps(p.to_dict())))
+def _round_trip(p: statistics.Profile) -> statistics.Profile:
+    return statistics.Profile.from_dict(json.loads(json.dumps(p.to_dict())))
 
 
 def test_sketch_preserves_the_mean_and_ranks() -> None:
@@ -122,20 +122,20 @@ def test_sketch_preserves_the_mean_and_ranks() -> None:
 
     rng = np.random.default_rng(7)
     x = rng.lognormal(0.0, 1.0, 300_000)
-    sketch = drift_stats._Sketch(4096)
+    sketch = statistics._Sketch(4096)
     for start in range(0, len(x), 20_000):
         chunk = np.sort(x[start : start + 20_000])
-        sketch.add(*drift_stats._compact(chunk, np.ones(len(chunk)), 4096))
+        sketch.add(*statistics._compact(chunk, np.ones(len(chunk)), 4096))
     values, weights = sketch.result()
     assert weights.sum() == pytest.approx(len(x))
-    quantiles, means = drift_stats._grid(values, weights, float(x.min()), float(x.max()), 1001)
+    quantiles, means = statistics._grid(values, weights, float(x.min()), float(x.max()), 1001)
     assert np.mean(means) == pytest.approx(x.mean(), rel=1e-9)
     ranks = np.searchsorted(np.sort(x), quantiles[1:-1]) / len(x)
     assert np.max(np.abs(ranks - np.linspace(0, 1, 1001)[1:-1])) < 1e-3
 
 
 def test_empty_column_raises_like_evidently() -> None:
-    empty = drift_stats.Profile("x", 10, 0, None, None, None, None, (), (), (), ())
-    full = drift_stats.Profile("x", 1, 1, 1.0, 0.0, 1.0, 1.0, (1.0, 1.0), (1.0,), ((1.0, 1),), (1.0,))
+    empty = statistics.Profile("x", 10, 0, None, None, None, None, (), (), (), ())
+    full = statistics.Profile("x", 1, 1, 1.0, 0.0, 1.0, 1.0, (1.0, 1.0), (1.0,), ((1.0, 1),), (1.0,))
     with pytest.raises(ValueError, match="empty column"):
-        drift_stats.compare({"x": full}, {"x": empty})
+        statistics.compare({"x": full}, {"x": empty})

@@ -8,7 +8,8 @@ import re
 import time
 from pathlib import Path
 
-from jobs import emails, quality
+from jobs.notify import mails
+from jobs.quality import gate
 from jobs.settings import load
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ CONTEXT = {
 
 
 def test_failure_mail_names_the_expectation_observed_expected_and_report() -> None:
-    subject, html = emails.quality_gate_email(SUMMARY, **CONTEXT)
+    subject, html = mails.quality_gate_email(SUMMARY, **CONTEXT)
     assert subject == (
         "[ml-platform] data-quality gate FAILED for purchase_propensity 1997-02-05: 1 critical expectation failed"
     )
@@ -55,27 +56,27 @@ def test_failure_mail_names_the_expectation_observed_expected_and_report() -> No
 
 
 def test_mail_when_the_gate_crashed_before_recording_results() -> None:
-    subject, html = emails.quality_gate_email(None, **CONTEXT)
+    subject, html = mails.quality_gate_email(None, **CONTEXT)
     assert "ERROR" in subject and "no results" in subject
     assert "before it recorded any results" in html and CONTEXT["log_url"] in html
 
 
 def test_recipients_come_from_the_model_config_first(monkeypatch) -> None:
     monkeypatch.setenv("MLP_ALERT_RECIPIENTS", "ops@example.org")
-    assert emails.recipients("purchase_propensity") == ["ml-team@localhost"]
+    assert mails.recipients("purchase_propensity") == ["ml-team@localhost"]
 
 
 def test_read_summary_ignores_other_runs_and_stale_files(tmp_path: Path) -> None:
     path = tmp_path / "summary.json"
-    assert quality.read_summary(path) is None
+    assert gate.read_summary(path) is None
     path.write_text(json.dumps(SUMMARY))
-    assert quality.read_summary(path, run_id=SUMMARY["run_id"])["passed"] is False
-    assert quality.read_summary(path, run_id="another-run") is None
+    assert gate.read_summary(path, run_id=SUMMARY["run_id"])["passed"] is False
+    assert gate.read_summary(path, run_id="another-run") is None
     old = time.time() - 3600
     os.utime(path, (old, old))
-    assert quality.read_summary(path, run_id=SUMMARY["run_id"], newer_than=time.time()) is None
+    assert gate.read_summary(path, run_id=SUMMARY["run_id"], newer_than=time.time()) is None
     path.write_text("{not json")
-    assert quality.read_summary(path) is None
+    assert gate.read_summary(path) is None
 
 
 def test_makefile_smtp_connection_matches_the_settings(monkeypatch) -> None:
@@ -121,7 +122,7 @@ PROMOTION_CONTEXT = {
 
 
 def test_rejection_mail_has_both_sides_metrics_every_gate_and_the_report() -> None:
-    subject, html = emails.promotion_email(DECISION, **PROMOTION_CONTEXT)
+    subject, html = mails.promotion_email(DECISION, **PROMOTION_CONTEXT)
     assert subject == (
         "[ml-platform] purchase_propensity: v4 rejected, champion unchanged (roc_auc 0.7000): failed min_lift"
     )
@@ -135,19 +136,19 @@ def test_rejection_mail_has_both_sides_metrics_every_gate_and_the_report() -> No
 
 def test_promotion_and_rollback_subjects() -> None:
     promoted = {**DECISION, "action": "promoted", "failed_gates": [], "champion_after": 4}
-    assert emails.promotion_email(promoted, **PROMOTION_CONTEXT)[0] == (
+    assert mails.promotion_email(promoted, **PROMOTION_CONTEXT)[0] == (
         "[ml-platform] purchase_propensity: v4 promoted to champion (roc_auc 0.7000)"
     )
     # A rollback whose evaluation could not run still mails, without metrics.
     rolled = {**DECISION, "action": "rolled_back", "candidate": {"version": 2}, "champion": None, "gates": []}
     rolled.pop("evaluation_set")
-    subject, html = emails.promotion_email({**rolled, "champion_after": 2}, **PROMOTION_CONTEXT)
+    subject, html = mails.promotion_email({**rolled, "champion_after": 2}, **PROMOTION_CONTEXT)
     assert subject == "[ml-platform] purchase_propensity: rolled back to v2"
     assert "Metrics on the same evaluation set" not in html
 
 
 def test_mail_when_the_promotion_task_failed_before_deciding() -> None:
-    subject, html = emails.promotion_email(None, **PROMOTION_CONTEXT, error="Cannot execute: spark-submit")
+    subject, html = mails.promotion_email(None, **PROMOTION_CONTEXT, error="Cannot execute: spark-submit")
     assert "promotion ERROR" in subject and "no alias moved" in html and "Cannot execute: spark-submit" in html
     refused = {"dag_run_id": "manual__1", "error": "purchase_propensity has no version 99"}
-    assert "has no version 99" in emails.promotion_email(refused, **PROMOTION_CONTEXT)[1]
+    assert "has no version 99" in mails.promotion_email(refused, **PROMOTION_CONTEXT)[1]

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs import generate as gen
-from jobs import landing
+from jobs.sources import generate as gen
+from jobs.sources import landing
 
 START = date(1997, 1, 1)
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs import clean, features, ingest, labels
-from jobs import generate as gen
 from jobs.config import load_model_config
+from jobs.features import build, labels
+from jobs.lake import clean, ingest
+from jobs.sources import generate as gen
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,7 @@ TABLES = {
     "silver": (clean.SILVER_TABLE, ("transaction_id",)),
     "quarantine": (clean.QUARANTINE_TABLE, ("landing_date", "source_file", "raw_line")),
     "reconciliation": (clean.RECONCILIATION_TABLE, ("landing_date",)),
-    "features": (features.GOLD_TABLE, ("customer_id", "as_of_date")),
+    "features": (build.GOLD_TABLE, ("customer_id", "as_of_date")),
     "labels": (labels.LABELS_TABLE, ("customer_id", "as_of_date")),
 }
 
@@ -47,7 +48,7 @@ def _generate(settings) -> None:
 def _run_all(spark, settings, config, start: date, end: date, run_id: str) -> None:
     ingest.ingest(spark, settings, start, end, run_id)
     clean.clean(spark, settings, start, end, run_id)
-    features.build_features(spark, settings, config, start, end, run_id)
+    build.build_features(spark, settings, config, start, end, run_id)
     labels.build_labels(spark, settings, config, start, end, run_id)
 
 
@@ -76,7 +77,7 @@ def _duplicate_keys(spark, settings) -> dict[str, int]:
 
 def test_same_logical_date_three_times_leaves_identical_tables(spark, settings) -> None:
     _generate(settings)
-    config = load_model_config(features.DEFAULT_MODEL)
+    config = load_model_config("purchase_propensity")
     _run_all(spark, settings, config, START, LOGICAL - timedelta(days=1), "backfill")
 
     states = []
@@ -103,15 +104,25 @@ def test_killed_job_leaves_no_partial_data_and_a_rerun_completes(spark, settings
     from delta.tables import DeltaTable
 
     _generate(settings)
-    config = load_model_config(features.DEFAULT_MODEL)
+    config = load_model_config("purchase_propensity")
     end = START + timedelta(days=DAYS - 1)
     _run_all(spark, settings, config, START, end, "first")
-    gold = Path(settings.table_path(*features.GOLD_TABLE))
+    gold = Path(settings.table_path(*build.GOLD_TABLE))
     committed = _checksum(spark, str(gold))
     version = DeltaTable.forPath(spark, str(gold)).history(1).first()["version"]
     files_before = set(gold.rglob("*.parquet"))
 
-    command = [sys.executable, "-m", "jobs.features", "--start", str(START), "--end", str(end), "--run-id", "second"]
+    command = [
+        sys.executable,
+        "-m",
+        "jobs.features.build",
+        "--start",
+        str(START),
+        "--end",
+        str(end),
+        "--run-id",
+        "second",
+    ]
     env = {**os.environ, "MLP_LAKE_ROOT": str(settings.lake_root), "MLP_SPARK_MASTER": "local[2]"}
     job = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240

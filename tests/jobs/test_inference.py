@@ -9,9 +9,10 @@ from datetime import date
 
 import pytest
 
-from jobs import inference, promotion
 from jobs.config import load_model_config
-from jobs.features import GOLD_TABLE
+from jobs.features.build import GOLD_TABLE
+from jobs.ml import registry
+from jobs.serving import batch
 from tests.registry_helpers import STRONG, WEAK, register, synthetic_frame
 
 pytestmark = pytest.mark.slow
@@ -34,12 +35,12 @@ def lake(spark, settings, tmp_path, monkeypatch):
     spark.createDataFrame(gold).write.format("delta").save(settings.table_path(*GOLD_TABLE))
     train = synthetic_frame(3000, 1, date(1997, 3, 1))
     first, second = register(config, train, STRONG), register(config, train, WEAK)
-    mlflow.MlflowClient().set_registered_model_alias(config.name, promotion.CHAMPION, str(first))
+    mlflow.MlflowClient().set_registered_model_alias(config.name, registry.CHAMPION, str(first))
     return settings, config, first, second
 
 
 def _predictions(spark, settings):
-    return spark.read.format("delta").load(settings.table_path(*inference.PREDICTIONS_TABLE))
+    return spark.read.format("delta").load(settings.table_path(*batch.PREDICTIONS_TABLE))
 
 
 def _score_sums(spark, settings) -> dict:
@@ -51,7 +52,7 @@ def test_scores_every_customer_with_the_resolved_champion_and_rerun_replaces_one
 
     settings, config, first, second = lake
     for day in DAYS:
-        outline = inference.run_inference(spark, settings, config, day, f"run-{day}")
+        outline = batch.run_inference(spark, settings, config, day, f"run-{day}")
         assert outline["rows"] == 600 and outline["version"] == first and outline["uri"].endswith(f"/{first}")
     before = _score_sums(spark, settings)
     frame = _predictions(spark, settings)
@@ -60,8 +61,8 @@ def test_scores_every_customer_with_the_resolved_champion_and_rerun_replaces_one
     assert {r.model_version for r in frame.select("model_version").distinct().collect()} == {first}
 
     # The champion changes; re-running the first date alone replaces only that date.
-    MlflowClient().set_registered_model_alias(config.name, promotion.CHAMPION, str(second))
-    inference.run_inference(spark, settings, config, DAYS[0], "rerun")
+    MlflowClient().set_registered_model_alias(config.name, registry.CHAMPION, str(second))
+    batch.run_inference(spark, settings, config, DAYS[0], "rerun")
     frame = _predictions(spark, settings)
     assert frame.count() == 1200, "a re-run replaces, never duplicates"
     versions = {
@@ -79,10 +80,10 @@ def test_no_champion_or_no_features_is_a_clear_error(spark, lake) -> None:
 
     settings, config, _, _ = lake
     with pytest.raises(ValueError, match="no gold features for purchase_propensity as of 1999-01-01"):
-        inference.run_inference(spark, settings, config, date(1999, 1, 1), "r")
-    MlflowClient().delete_registered_model_alias(config.name, promotion.CHAMPION)
-    with pytest.raises(inference.NoChampionError, match="has no @champion"):
-        inference.run_inference(spark, settings, config, DAYS[0], "r")
+        batch.run_inference(spark, settings, config, date(1999, 1, 1), "r")
+    MlflowClient().delete_registered_model_alias(config.name, registry.CHAMPION)
+    with pytest.raises(registry.NoChampionError, match="has no @champion"):
+        batch.run_inference(spark, settings, config, DAYS[0], "r")
 
 
 def test_driver_scoring_of_a_small_date_gives_spark_udfs_scores(spark, lake) -> None:
@@ -90,7 +91,7 @@ def test_driver_scoring_of_a_small_date_gives_spark_udfs_scores(spark, lake) -> 
 
     settings, config, first, _ = lake
     uri = f"models:/{config.name}/{first}"
-    columns = inference.model_columns(uri, config)
+    columns = batch.model_columns(uri, config)
     gold = spark.read.format("delta").load(settings.table_path(*GOLD_TABLE)).where(F.col("as_of_date") == DAYS[0])
     frame = gold.select("customer_id", "as_of_date", *columns)
 
@@ -98,8 +99,8 @@ def test_driver_scoring_of_a_small_date_gives_spark_udfs_scores(spark, lake) -> 
         return scored._jdf.queryExecution().optimizedPlan().toString()
 
     # The date has 600 rows: a limit of 600 scores them in the driver, 599 or 0 on the executors (a Python UDF).
-    assert "EvalPython" in plan(inference.score(frame, uri, columns, driver_max_rows=599))
-    udf, driver = inference.score(frame, uri, columns, driver_max_rows=0), inference.score(frame, uri, columns, 600)
+    assert "EvalPython" in plan(batch.score(frame, uri, columns, driver_max_rows=599))
+    udf, driver = batch.score(frame, uri, columns, driver_max_rows=0), batch.score(frame, uri, columns, 600)
     assert "EvalPython" in plan(udf) and "EvalPython" not in plan(driver)
     on_executors, in_driver = udf.toPandas(), driver.toPandas()
     merged = on_executors.merge(in_driver, on=["customer_id", "as_of_date"], suffixes=("_udf", "_driver"))

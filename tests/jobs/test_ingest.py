@@ -6,7 +6,8 @@ from datetime import date
 
 import pytest
 
-from jobs import cdnow, ingest, landing
+from jobs.lake import ingest
+from jobs.sources import cdnow, landing
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,7 @@ def test_unfinished_day_fails_loudly(spark, settings) -> None:
 
 
 def test_a_day_without_purchases_lands_and_cleans_as_zero_rows(spark, settings) -> None:
-    from jobs import clean
+    from jobs.lake import clean
 
     cdnow.replay(settings.landing_root, date(1997, 1, 1), date(1997, 1, 1))
     empty = date(1997, 1, 2)

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from jobs import labels
+from jobs.features import labels
 
 
 def test_label_window_waits_for_the_horizon() -> None:

@@ -1,11 +1,10 @@
-"""The embedded SMTP server keeps every message as a file, and emails.send reaches it through smtp_default."""
+"""The embedded SMTP server keeps every message as a file, and send reaches it through smtp_default."""
 
 from __future__ import annotations
 
 import socket
 
-from jobs import emails
-from jobs.mailsink import MailSink
+from tooling.mailsink import MailSink, send
 
 
 def test_a_mail_sent_through_smtp_default_is_kept_as_a_file(tmp_path, monkeypatch) -> None:
@@ -17,7 +16,7 @@ def test_a_mail_sent_through_smtp_default_is_kept_as_a_file(tmp_path, monkeypatc
     monkeypatch.setenv("MLP_SMTP_PORT", str(port))
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", load().smtp_connection_json())
     with MailSink(folder=tmp_path / "mail") as sink:
-        to = emails.send("purchase_propensity", "[ml-platform] hello", "<p>drift &amp; more</p>")
+        to = send("purchase_propensity", "[ml-platform] hello", "<p>drift &amp; more</p>")
         (message,) = sink.messages()
     assert to == ["ml-team@localhost"]
     assert message["Subject"] == "[ml-platform] hello" and message["To"] == "ml-team@localhost"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from jobs.config import PromotionConfig
-from jobs.promotion import Evaluation, should_promote
+from jobs.ml.gates import Evaluation, should_promote
 
 GATES = PromotionConfig(min_primary=0.7, min_lift=0.005, max_slice_drop=0.02, max_calibration_error=0.05)
 
@@ -100,7 +100,7 @@ def test_promotion_config_rejects_unknown_slice_columns_and_bad_cuts_by_name(tmp
 def test_slices_label_every_row_including_missing_values() -> None:
     import pandas as pd
 
-    from jobs.evaluation import slice_labels
+    from jobs.ml.evaluation import slice_labels
 
     frame = pd.DataFrame({"tenure_days": [10, 90, 200, 365, 900, None]})
     labels = slice_labels(frame, {"tenure_days": (90.0, 365.0)})["tenure_days"].tolist()

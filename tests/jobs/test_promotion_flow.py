@@ -10,8 +10,9 @@ from datetime import date
 
 import pytest
 
-from jobs import promotion
 from jobs.config import load_model_config
+from jobs.ml import promotion
+from jobs.ml.registry import CHAMPION, PromotionError, StaleChampionError, aliases, move_champion
 from tests.registry_helpers import NOISE, STRONG, WEAK, register, synthetic_frame, write_training_set
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def _with(config, **gates):
 def _aliases(config) -> dict[str, int]:
     from mlflow import MlflowClient
 
-    return promotion.aliases(MlflowClient(), config.name)
+    return aliases(MlflowClient(), config.name)
 
 
 def test_worse_challenger_is_refused_better_one_promoted_and_rollback_restores(spark, registry, data) -> None:
@@ -136,21 +137,21 @@ def test_a_stale_check_and_set_fails_and_leaves_the_other_promotion_alone(spark,
 
     # The pure check-and-set: the champion is v1, not the v2 this caller evaluated against.
     client = MlflowClient()
-    with pytest.raises(promotion.StaleChampionError, match="another promotion or rollback"):
-        promotion.move_champion(client, config.name, challenger, other, settings.home / "locks")
+    with pytest.raises(StaleChampionError, match="another promotion or rollback"):
+        move_champion(client, config.name, challenger, other, settings.home / "locks")
     assert _aliases(config)["champion"] == first
 
     # While this decision evaluates, someone else promotes `other`: the move must refuse, not overwrite.
-    from jobs import evaluation
+    from jobs.ml import evaluation
 
     real = evaluation.evaluation_set
 
     def concurrent(*args, **kwargs):
-        client.set_registered_model_alias(config.name, promotion.CHAMPION, str(other))
+        client.set_registered_model_alias(config.name, CHAMPION, str(other))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(evaluation, "evaluation_set", concurrent)
-    with pytest.raises(promotion.StaleChampionError):
+    with pytest.raises(StaleChampionError):
         promotion.decide(spark, settings, config, kind="auto", dag_run_id="b")
     assert _aliases(config)["champion"] == other
     row = next(r for r in promotion.read_audit(spark, settings, config.name) if r["dag_run_id"] == "b")
@@ -166,9 +167,9 @@ def test_manual_promotion_is_gated_unless_forced_with_a_reason(spark, registry, 
 
     refused = promotion.decide(spark, settings, config, kind="promote", version=weak, dag_run_id="m1")
     assert refused["action"] == "rejected" and _aliases(config)["champion"] == strong
-    with pytest.raises(promotion.PromotionError, match="written reason"):
+    with pytest.raises(PromotionError, match="written reason"):
         promotion.decide(spark, settings, config, kind="promote", version=weak, force=True, reason="x")
-    with pytest.raises(promotion.PromotionError, match="no version 99"):
+    with pytest.raises(PromotionError, match="no version 99"):
         promotion.decide(spark, settings, config, kind="promote", version=99, dag_run_id="m2")
     forced = promotion.decide(
         spark,
@@ -190,5 +191,5 @@ def test_manual_promotion_is_gated_unless_forced_with_a_reason(spark, registry, 
 def test_rollback_without_a_previous_champion_says_so(spark, registry, data) -> None:
     settings, config = registry
     register(config, data["train"], STRONG)
-    with pytest.raises(promotion.PromotionError, match="no previous_champion"):
+    with pytest.raises(PromotionError, match="no previous_champion"):
         promotion.decide(spark, settings, config, kind="rollback", reason="just in case it breaks")

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs import cdnow, clean, features, ingest, quality
-from jobs import generate as gen
-from jobs.config import load_model_config
+from jobs.config import feature_columns, load_model_config
+from jobs.features import build
+from jobs.lake import clean, ingest
+from jobs.quality import gate
+from jobs.sources import cdnow
+from jobs.sources import generate as gen
 
 D1, D2 = date(1997, 2, 1), date(1997, 2, 2)
 HISTORY = [100] * 10  # ten days of 100 rows: band 20..500 with the suite's factors
@@ -20,52 +23,52 @@ HISTORY = [100] * 10  # ten days of 100 rows: band 20..500 with the suite's fact
 
 @pytest.fixture(scope="module")
 def config():
-    return load_model_config(features.DEFAULT_MODEL)
+    return load_model_config("purchase_propensity")
 
 
 @pytest.fixture(scope="module")
-def specs(config) -> dict[str, list[quality.ExpectationSpec]]:
-    suites = {name: quality.load_suite(name) for name in quality.DATASETS}
-    planned, skipped = quality.plan(suites, config, D1, D2, HISTORY)
+def specs(config) -> dict[str, list[gate.ExpectationSpec]]:
+    suites = {name: gate.load_suite(name) for name in gate.DATASETS}
+    planned, skipped = gate.plan(suites, config, D1, D2, HISTORY)
     assert skipped == []
     return planned
 
 
 def test_suites_load_and_name_real_gx_expectations(tmp_path: Path) -> None:
-    for name in quality.DATASETS:
-        suite = quality.load_suite(name)
+    for name in gate.DATASETS:
+        suite = gate.load_suite(name)
         assert suite.dataset == name and suite.expectations
     bad = tmp_path / "silver.yaml"
     bad.write_text("dataset: silver\nexpectations:\n  - {type: expect_column_to_be_lovely, severity: critical}\n")
     with pytest.raises(ValueError, match="expect_column_to_be_lovely is not a Great Expectations"):
-        quality.load_suite("silver", tmp_path)
+        gate.load_suite("silver", tmp_path)
     bad.write_text("dataset: silver\nexpectations:\n  - {type: expect_column_values_to_not_be_null, severity: high}\n")
     with pytest.raises(ValueError, match="severity"):
-        quality.load_suite("silver", tmp_path)
+        gate.load_suite("silver", tmp_path)
 
 
 def test_plan_fills_the_run_values_and_skips_unmet_conditions(config) -> None:
-    suites = {name: quality.load_suite(name) for name in quality.DATASETS}
-    specs, skipped = quality.plan(suites, config, D1, D2, HISTORY)
+    suites = {name: gate.load_suite(name) for name in gate.DATASETS}
+    specs, skipped = gate.plan(suites, config, D1, D2, HISTORY)
     fresh = next(s for s in specs["bronze"] if s.type == "expect_column_distinct_values_to_contain_set")
     assert fresh.kwargs["value_set"] == ["1997-02-01", "1997-02-02"]
     band = next(s for s in specs["volume"] if s.kwargs["column"] == "landed")
     assert (band.kwargs["min_value"], band.kwargs["max_value"]) == (20.0, 500.0)
     per_feature = [s for s in specs["gold"] if s.type == "expect_column_min_to_be_between"]
-    assert {s.kwargs["column"] for s in per_feature} == set(features.feature_columns(config))
+    assert {s.kwargs["column"] for s in per_feature} == set(feature_columns(config))
 
     # Two days of history is no band; the first week of data is not warm enough for the feature-spread checks.
     early = date(1997, 1, 3)
-    specs, skipped = quality.plan(suites, config, early, early, [10, 12])
+    specs, skipped = gate.plan(suites, config, early, early, [10, 12])
     assert not any(s.kwargs.get("column") == "landed" for s in specs["volume"])
     assert not any(s.type == "expect_column_stdev_to_be_between" for s in specs["gold"])
-    assert len(skipped) == 1 + len(features.feature_columns(config))
+    assert len(skipped) == 1 + len(feature_columns(config))
 
 
 def test_volume_band_is_the_trailing_median_times_the_factors() -> None:
-    suite = quality.load_suite("volume")
-    assert quality.volume_band([100, 120, 80, 100, 90, 110, 300], suite) == (20.0, 500.0)
-    assert quality.volume_band([100] * 6, suite) is None
+    suite = gate.load_suite("volume")
+    assert gate.volume_band([100, 120, 80, 100, 90, 110, 300], suite) == (20.0, 500.0)
+    assert gate.volume_band([100] * 6, suite) is None
 
 
 # --- every critical expectation fails for its own reason -------------------------------------------------------
@@ -94,7 +97,7 @@ def _baseline(spark, config) -> dict:
     for c in range(1, 5):
         for d in (D1, D2):
             row = {"customer_id": c, "as_of_date": d, "feature_run_id": "run", "_amount_sq_cents_all": 1.0}
-            for name in features.feature_columns(config):
+            for name in feature_columns(config):
                 suffix = name.rsplit("_", 1)[-1]
                 row[name] = float(c * rank[suffix]) if suffix in rank else float(c)
             row["tenure_days"] = 10.0 * c
@@ -314,7 +317,7 @@ def baseline(spark, config) -> dict:
 
 
 def test_the_baseline_frames_pass_every_expectation(baseline, specs, tmp_path: Path) -> None:
-    outcomes = quality.validate(baseline, specs, tmp_path / "docs", "baseline")
+    outcomes = gate.validate(baseline, specs, tmp_path / "docs", "baseline")
     assert [o for o in outcomes if not o.success] == []
     assert len(outcomes) == sum(map(len, specs.values()))
     assert (tmp_path / "docs" / "index.html").exists()
@@ -323,7 +326,7 @@ def test_the_baseline_frames_pass_every_expectation(baseline, specs, tmp_path: P
 @pytest.mark.parametrize("index", range(len(_case_ids())), ids=_case_ids())
 def test_each_critical_expectation_fails_for_its_own_reason(index, baseline, specs, tmp_path: Path) -> None:
     dataset, _, mutate, expected = _cases()[index]
-    outcomes = quality.validate({dataset: mutate(baseline[dataset])}, {dataset: specs[dataset]}, tmp_path, "case")
+    outcomes = gate.validate({dataset: mutate(baseline[dataset])}, {dataset: specs[dataset]}, tmp_path, "case")
     failed = {(o.expectation, o.column) for o in outcomes if not o.success}
     assert failed == expected
     assert all(o.severity == "critical" for o in outcomes if not o.success)
@@ -337,7 +340,7 @@ def test_every_critical_expectation_has_a_failing_case(specs) -> None:
         for spec in dataset_specs:
             if spec.severity != "critical":
                 continue
-            key = (dataset, spec.type, quality._column(spec.kwargs))
+            key = (dataset, spec.type, gate._column(spec.kwargs))
             if spec.type in templated:
                 assert any(c[:2] == key[:2] for c in covered), key
             elif spec.type == pairs and spec.kwargs["column_A"].startswith("txn_count_"):
@@ -352,7 +355,7 @@ def test_every_critical_expectation_has_a_failing_case(specs) -> None:
 def _stages(spark, settings, config, start: date, end: date) -> None:
     ingest.ingest(spark, settings, start, end, "stages")
     clean.clean(spark, settings, start, end, "stages")
-    features.build_features(spark, settings, config, start, end, "stages")
+    build.build_features(spark, settings, config, start, end, "stages")
 
 
 @pytest.mark.slow
@@ -361,9 +364,9 @@ def test_gate_passes_on_clean_cdnow_days_and_records_every_expectation(spark, se
     cdnow.replay(settings.landing_root, first, night, cdnow.read_cdnow())
     _stages(spark, settings, config, first, night)
 
-    result = quality.run_gate(spark, settings, config, night, night, "nightly")
-    assert result.passed and result.warnings == [] and result.skipped == [], quality.describe(result)
-    ops = spark.read.format("delta").load(settings.table_path(*quality.QUALITY_TABLE))
+    result = gate.run_gate(spark, settings, config, night, night, "nightly")
+    assert result.passed and result.warnings == [] and result.skipped == [], gate.describe(result)
+    ops = spark.read.format("delta").load(settings.table_path(*gate.QUALITY_TABLE))
     assert ops.count() == len(result.outcomes) > 80
     assert ops.where("NOT success").count() == 0
     summary = json.loads(Path(result.summary_path).read_text())
@@ -371,10 +374,10 @@ def test_gate_passes_on_clean_cdnow_days_and_records_every_expectation(spark, se
     assert Path(result.report.removeprefix("file://")).exists()
 
     # A re-run of the window replaces its rows; a backfill window is its own set of rows.
-    quality.run_gate(spark, settings, config, night, night, "nightly")
-    backfill = quality.run_gate(spark, settings, config, first, night, "backfill")
-    assert backfill.passed, quality.describe(backfill)
-    ops = spark.read.format("delta").load(settings.table_path(*quality.QUALITY_TABLE))
+    gate.run_gate(spark, settings, config, night, night, "nightly")
+    backfill = gate.run_gate(spark, settings, config, first, night, "backfill")
+    assert backfill.passed, gate.describe(backfill)
+    ops = spark.read.format("delta").load(settings.table_path(*gate.QUALITY_TABLE))
     assert ops.count() == len(result.outcomes) + len(backfill.outcomes)
 
 
@@ -396,12 +399,10 @@ def test_gate_fails_on_generator_corruption_beyond_the_threshold(spark, settings
     night = start + timedelta(days=19)
     _stages(spark, settings, config, start, night)
 
-    result = quality.run_gate(spark, settings, config, night, night, "corrupt")
-    with pytest.raises(
-        quality.QualityGateFailed, match=r"volume\.expect_column_values_to_be_between\(quarantine_share\)"
-    ):
-        quality.enforce(result)
-    summary = json.loads(Path(quality.report_dir(settings, config.name, night, night) / "summary.json").read_text())
+    result = gate.run_gate(spark, settings, config, night, night, "corrupt")
+    with pytest.raises(gate.QualityGateFailed, match=r"volume\.expect_column_values_to_be_between\(quarantine_share\)"):
+        gate.enforce(result)
+    summary = json.loads(Path(gate.report_dir(settings, config.name, night, night) / "summary.json").read_text())
     assert not summary["passed"]
     failed = {(f["dataset"], f["column"]) for f in summary["critical_failures"]}
     assert failed == {("volume", "quarantine_share")}

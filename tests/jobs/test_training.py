@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs import clean, features, ingest, labels, train, trainset
-from jobs import generate as gen
 from jobs.config import load_model_config
+from jobs.features import build, labels
+from jobs.lake import clean, ingest
+from jobs.ml import registry, train, trainset
+from jobs.sources import generate as gen
 
 pytestmark = pytest.mark.slow
 START = date(1997, 1, 1)
@@ -69,7 +71,7 @@ def lake(spark, small_config, tmp_path_factory):
     end = START + timedelta(days=DAYS - 1)
     ingest.ingest(spark, settings, START, end, "t")
     clean.clean(spark, settings, START, end, "t")
-    features.build_features(spark, settings, small_config, START, end, "t")
+    build.build_features(spark, settings, small_config, START, end, "t")
     labels.build_labels(spark, settings, small_config, START, end, "t")
     yield settings
     for k, v in old.items():
@@ -96,7 +98,7 @@ def test_same_pinned_versions_give_the_same_rows_and_checksum(spark, lake, small
     assert first["positives"]["train"] > 0
 
     # Rebuild from scratch at the same versions after the tables moved on: identical rows and checksum.
-    features.build_features(spark, lake, small_config, START, START + timedelta(days=DAYS - 1), "moved-on")
+    build.build_features(spark, lake, small_config, START, START + timedelta(days=DAYS - 1), "moved-on")
     assert trainset.pin_versions(lake)["features"] > versions["features"]
     shutil.rmtree(first["path"])
     again = trainset.build_training_set(spark, lake, small_config, None, None, versions["features"], versions["labels"])
@@ -125,7 +127,7 @@ def test_training_registers_the_better_family_as_challenger(spark, lake, small_c
         summary["families"][summary["winner"]]["validation"][metric] >= summary["families"][other]["validation"][metric]
     )
     client = MlflowClient()
-    version = client.get_model_version_by_alias(small_config.name, train.CHALLENGER)
+    version = client.get_model_version_by_alias(small_config.name, registry.CHALLENGER)
     assert int(version.version) == summary["version"]
     assert version.tags["family"] == summary["winner"]
     checked = train.verify_training_run(lake, small_config.name, "dag-run-1")
@@ -139,7 +141,7 @@ def test_training_registers_the_better_family_as_challenger(spark, lake, small_c
     _, sets = trainset.load_training_set(
         trainset.set_path(lake, small_config, trainset.set_key(small_config, versions, None, None))
     )
-    scores = mlflow.pyfunc.load_model(f"models:/{small_config.name}@{train.CHALLENGER}").predict(
+    scores = mlflow.pyfunc.load_model(f"models:/{small_config.name}@{registry.CHALLENGER}").predict(
         sets["holdout"].head(50)
     )
     assert len(scores) == 50 and scores.between(0, 1).all()

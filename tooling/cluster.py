@@ -3,7 +3,7 @@
 The scale-out path in one machine: ``standalone_cluster()`` starts a master and N workers as separate JVMs,
 waits until every worker has registered, yields the ``spark://`` URL and stops the JVMs again (process groups,
 also on error). The cluster integration test uses it with one worker, the benchmark with two;
-``python -m jobs.cluster up`` starts one by hand and keeps it running until Ctrl-C.
+``python -m tooling.cluster up`` starts one by hand and keeps it running until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def standalone_cluster(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``up [--workers N] [--cores C] [--memory M] [--log-dir DIR]`` runs a loopback cluster until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.cluster", description="Spark standalone on loopback")
+    parser = argparse.ArgumentParser(prog="python -m tooling.cluster", description="Spark standalone on loopback")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start a master and workers, print the master URL, block until Ctrl-C")
     up.add_argument("--workers", type=int, default=1)

@@ -12,7 +12,6 @@ Spark (``load_training_set``).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -20,8 +19,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from jobs import features, labels
-from jobs.config import ModelConfig, load_model_config
+from jobs import cli
+from jobs.config import ModelConfig, feature_columns, load_model_config
+from jobs.features import build, labels
 from jobs.settings import Settings
 from jobs.spark import run_job
 
@@ -74,7 +74,7 @@ def set_key(config: ModelConfig, versions: dict[str, int], as_of_start: date | N
         "model": config.name,
         "versions": {"features": int(versions["features"]), "labels": int(versions["labels"])},
         "window": [as_of_start.isoformat() if as_of_start else "first", as_of_end.isoformat() if as_of_end else "last"],
-        "features": list(features.feature_columns(config)),
+        "features": list(feature_columns(config)),
         "sample_every_days": t.sample_every_days,
         "validation_days": t.validation_days,
         "holdout_days": t.holdout_days,
@@ -99,7 +99,7 @@ def current_version(path: str) -> int:
 def pin_versions(settings: Settings) -> dict[str, int]:
     """The current versions of the gold features and labels tables: what a training run will read."""
     return {
-        "features": current_version(settings.table_path(*features.GOLD_TABLE)),
+        "features": current_version(settings.table_path(*build.GOLD_TABLE)),
         "labels": current_version(settings.table_path(*labels.LABELS_TABLE)),
     }
 
@@ -121,7 +121,7 @@ def assemble(features_df: DataFrame, labels_df: DataFrame, split: Split, config:
         in_split = F.when((F.col("as_of_date") >= F.lit(lo)) & (F.col("as_of_date") <= F.lit(hi)), name).otherwise(
             in_split
         )
-    columns = ["customer_id", "as_of_date", *features.feature_columns(config)]
+    columns = ["customer_id", "as_of_date", *feature_columns(config)]
     return (
         features_df.select(*columns)
         .join(labels_df.select("customer_id", "as_of_date", "label"), ["customer_id", "as_of_date"], "inner")
@@ -151,7 +151,7 @@ def build_training_set(
     """Write (or reuse) the training set for these versions and window; return its manifest."""
     from pyspark.sql import functions as F
 
-    features_path, labels_path = settings.table_path(*features.GOLD_TABLE), settings.table_path(*labels.LABELS_TABLE)
+    features_path, labels_path = settings.table_path(*build.GOLD_TABLE), settings.table_path(*labels.LABELS_TABLE)
     versions = {
         "features": current_version(features_path) if features_version is None else features_version,
         "labels": current_version(labels_path) if labels_version is None else labels_version,
@@ -193,7 +193,7 @@ def build_training_set(
             "split": split.as_dict(),
             "sample_every_days": config.training.sample_every_days,
             "gap_days": config.split_gap_days,
-            "feature_columns": list(features.feature_columns(config)),
+            "feature_columns": list(feature_columns(config)),
             "rows": {name: int(counts[name][0]) for name in SPLITS},
             "positives": {name: int(counts[name][1]) for name in SPLITS},
             "checksum": checksum(frame),
@@ -256,8 +256,8 @@ def load_training_set(path: str) -> tuple[dict[str, Any], dict[str, pd.DataFrame
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``--model M [--as-of-start D] [--as-of-end D] [--features-version N] [--labels-version N]``."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.trainset", description="build a pinned training set")
-    parser.add_argument("--model", default=features.DEFAULT_MODEL)
+    parser = cli.parser("jobs.ml.trainset", "build a pinned training set")
+    cli.add_model(parser)
     optional_date = lambda text: date.fromisoformat(text) if text else None  # noqa: E731 - '' means "not set"
     parser.add_argument("--as-of-start", type=optional_date, default=None)
     parser.add_argument("--as-of-end", type=optional_date, default=None)

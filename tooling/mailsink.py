@@ -1,6 +1,6 @@
 """The embedded default's SMTP server: listens on loopback and keeps every message as a file (``.eml``).
 
-``python -m jobs.mailsink`` runs it in the foreground (``make up`` starts it); ``MailSink`` runs it inside another
+``python -m tooling.mailsink`` runs it in the foreground (``make up`` starts it); ``MailSink`` runs it inside another
 process (``make demo``). Laptop only: no TLS, no login, loopback only. Anything bigger uses a real SMTP server
 through the ``smtp_default`` connection.
 """
@@ -14,6 +14,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
+from jobs.notify.mails import recipients
 from jobs.settings import load
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,20 @@ class MailSink:
         return [message_from_bytes(p.read_bytes(), policy=policy.default) for p in sorted(self.folder.glob("*.eml"))]
 
 
+def send(model: str, subject: str, html: str) -> list[str]:
+    """Send to ``model``'s team through ``smtp_default`` with Airflow's SMTP provider, as a task's notifier would."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    settings = load()
+    to = recipients(model)
+    with SmtpHook(smtp_conn_id=settings.smtp_conn_id) as hook:
+        hook.send_email_smtp(to=to, subject=subject, html_content=html, from_email=settings.smtp_sender)
+    return to
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: serve until interrupted."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.mailsink", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tooling.mailsink", description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with MailSink() as sink:

@@ -11,14 +11,15 @@ and every other date's history stays for monitoring.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from jobs.config import ModelConfig, load_model_config
-from jobs.features import GOLD_TABLE, feature_columns
+from jobs import cli
+from jobs.config import ModelConfig, feature_columns, load_model_config
+from jobs.features.build import GOLD_TABLE
+from jobs.ml.registry import resolve_champion
 from jobs.settings import Settings
 from jobs.spark import replace_window, run_job
 
@@ -28,31 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREDICTIONS_TABLE = ("gold", "predictions")
-CHAMPION = "champion"
-
-
-class NoChampionError(RuntimeError):
-    """The model has no champion yet: nothing may score (a challenger is not trusted until promoted)."""
-
-
-def resolve_champion(settings: Settings, model: str) -> dict[str, Any]:
-    """The champion's concrete version, its run and a version-pinned URI (``models:/<model>/<version>``)."""
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    try:
-        version = MlflowClient().get_model_version_by_alias(model, CHAMPION)
-    except MlflowException as exc:
-        raise NoChampionError(
-            f"{model} has no @{CHAMPION} version: train and promote one first (training DAG, or promote_model)"
-        ) from exc
-    return {
-        "version": int(version.version),
-        "run_id": version.run_id,
-        "uri": f"models:/{model}/{version.version}",
-    }
 
 
 def score(features_df: DataFrame, model_uri: str, columns: list[str], driver_max_rows: int = 0) -> DataFrame:
@@ -140,10 +116,9 @@ def run_inference(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``--model M --date YYYY-MM-DD --run-id ID``; prints the outline (rows, version) as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.inference", description="score one as-of date")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--date", required=True, type=date.fromisoformat)
-    parser.add_argument("--run-id", default="manual")
+    parser = cli.parser("jobs.serving.batch", "score one as-of date")
+    cli.add_model(parser)
+    cli.add_date(parser)
     args = parser.parse_args(argv)
     config = load_model_config(args.model)
     outline = run_job(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from functools import cache
 from typing import Any
 
+from jobs.config import load_model_config
 from jobs.settings import REPO_ROOT, load
 
 TEMPLATES = REPO_ROOT / "include" / "email"
@@ -26,8 +28,6 @@ def render(template: str, **values: Any) -> str:
 
 def recipients(model: str) -> list[str]:
     """The model's alert recipients from its config, else MLP_ALERT_RECIPIENTS."""
-    from jobs.config import load_model_config
-
     configured = load_model_config(model).alerts.recipients
     return list(configured or load().alert_recipients)
 
@@ -86,10 +86,6 @@ def _metric_rows(decision: dict) -> list[tuple[str, float | None, float | None]]
 
 def drift_email(summary: dict, retrain_run_id: str | None, **context: Any) -> tuple[str, str]:
     """(subject, html) for a drift episode: what drifted and by how much, the report, whether retraining started."""
-    from datetime import date, timedelta
-
-    from jobs.config import load_model_config
-
     drifted = sorted((c for c in summary["columns"] if c["drifted"]), key=lambda c: -c["score"])
     features = [c for c in summary["columns"] if c["column"] != "score"]
     cooldown = load_model_config(summary["model"]).drift.cooldown_days
@@ -111,14 +107,3 @@ def drift_email(summary: dict, retrain_run_id: str | None, **context: Any) -> tu
         **context,
     )
     return subject, html
-
-
-def send(model: str, subject: str, html: str) -> list[str]:
-    """Send through the ``smtp_default`` connection with Airflow's SMTP provider (outside a task: the demo)."""
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-    settings = load()
-    to = recipients(model)
-    with SmtpHook(smtp_conn_id=settings.smtp_conn_id) as hook:
-        hook.send_email_smtp(to=to, subject=subject, html_content=html, from_email=settings.smtp_sender)
-    return to

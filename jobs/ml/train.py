@@ -1,8 +1,8 @@
 """Training: XGBoost and a PyTorch tabular network on a pinned training set, tracked and registered in MLflow.
 
-``python -m jobs.train --model M --features-version F --labels-version L [--family all|xgboost|pytorch]
+``python -m jobs.ml.train --model M --features-version F --labels-version L [--family all|xgboost|pytorch]
 --dag-run-id ID --reason TEXT`` is the single entry point: the Kubernetes pod and the local backend run exactly
-this command. It reads the training set that ``jobs.trainset`` built for those versions (Parquet, no Spark),
+this command. It reads the training set that ``jobs.ml.trainset`` built for those versions (Parquet, no Spark),
 trains each family in a nested MLflow run (params, validation and holdout metrics, calibration and ROC/PR plots,
 feature importance, the model as a pyfunc with signature and input example), then registers the family that is
 better on validation as a new version of the model and points the ``challenger`` alias at it.
@@ -14,7 +14,6 @@ logged the model and the metrics, and registered the version.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -27,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
 
-from jobs import trainset
+from jobs import cli
 from jobs.config import ModelConfig, load_model_config
-from jobs.promotion import LOWER_IS_BETTER
+from jobs.ml import trainset
+from jobs.ml.metrics import METRICS, better, evaluate
+from jobs.ml.registry import CHALLENGER, experiment_id
 from jobs.settings import Settings, load
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAMILIES = ("xgboost", "pytorch")
-METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error")
-CHALLENGER = "challenger"
 TAG_ROLE, TAG_DAG_RUN, TAG_MODEL = "mlp.role", "mlp.dag_run_id", "mlp.model"
 TAG_VERSION, TAG_WINNER = "mlp.registered_version", "mlp.winner"
 
@@ -67,39 +66,6 @@ def seed_everything(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-
-
-def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error: the row-weighted gap between mean score and positive rate over score bins."""
-    import numpy as np
-
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            total += mask.sum() * abs(p[mask].mean() - y[mask].mean())
-    return float(total / len(y))
-
-
-def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """ROC AUC, PR AUC, log loss, Brier score and calibration error of probabilities ``p`` for labels ``y``."""
-    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
-
-    p = p.clip(1e-7, 1 - 1e-7)
-    return {
-        "roc_auc": float(roc_auc_score(y, p)),
-        "pr_auc": float(average_precision_score(y, p)),
-        "log_loss": float(log_loss(y, p, labels=[0, 1])),
-        "brier": float(brier_score_loss(y, p)),
-        "calibration_error": calibration_error(y, p),
-    }
-
-
-def better(a: dict[str, float], b: dict[str, float], metric: str) -> bool:
-    """True when metrics ``a`` beat ``b`` on ``metric`` (ties keep ``b``)."""
-    return a[metric] < b[metric] if metric in LOWER_IS_BETTER else a[metric] > b[metric]
 
 
 class PropensityModel(mlflow.pyfunc.PythonModel):
@@ -345,18 +311,6 @@ def _plots(y: np.ndarray, p: np.ndarray, importance: dict[str, float], family: s
     return paths
 
 
-def _experiment(settings: Settings, name: str) -> str:
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    root = settings.mlflow_artifact_root
-    location = root if "://" in root else Path(root).resolve().as_uri()
-    return client.create_experiment(name, artifact_location=f"{location.rstrip('/')}/{name}")
-
-
 def _dataset_inputs(manifest: dict[str, Any], sets: dict[str, pd.DataFrame]) -> None:
     """Log each split as an MLflow dataset input whose source is the pinned Delta table version."""
     import mlflow
@@ -394,7 +348,7 @@ def run_training(
     on = device()
     seed_everything(config.training.seed)
     log.info("training %s on %s rows (%s), device %s, families %s", config.name, manifest["rows"], key, on, families)
-    experiment_id = _experiment(settings, config.name)
+    experiment = experiment_id(settings, config.name)
     tags = {
         TAG_ROLE: "parent",
         TAG_DAG_RUN: dag_run_id,
@@ -406,7 +360,7 @@ def run_training(
         "mlp.device": on,
     }
     results: dict[str, dict[str, Any]] = {}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train {dag_run_id}", tags=tags) as parent:
+    with mlflow.start_run(experiment_id=experiment, run_name=f"train {dag_run_id}", tags=tags) as parent:
         _dataset_inputs(manifest, sets)
         mlflow.log_params(
             {"families": ",".join(families), "trainset": key, **{f"rows_{k}": v for k, v in manifest["rows"].items()}}
@@ -416,7 +370,7 @@ def run_training(
         for family in families:
             seed_everything(config.training.seed)
             with mlflow.start_run(
-                experiment_id=experiment_id,
+                experiment_id=experiment,
                 run_name=family,
                 nested=True,
                 tags={TAG_ROLE: family, TAG_DAG_RUN: dag_run_id, TAG_MODEL: config.name},
@@ -548,8 +502,8 @@ def verify_training_run(settings: Settings, model: str, dag_run_id: str) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: see the module docstring. Prints the summary as JSON on the last line."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.train", description="train and register (MLflow)")
-    parser.add_argument("--model", required=True)
+    parser = cli.parser("jobs.ml.train", "train and register (MLflow)")
+    cli.add_model(parser)
     parser.add_argument("--features-version", type=int, required=True)
     parser.add_argument("--labels-version", type=int, required=True)
     parser.add_argument("--family", default="all", choices=("all", *FAMILIES))
@@ -558,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--as-of-start", default="", help="ISO date; empty: the first matured label")
     parser.add_argument("--as-of-end", default="", help="ISO date; empty: the last matured label")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli.setup_logging()
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     settings = load()
     config = load_model_config(args.model)

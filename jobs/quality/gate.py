@@ -10,7 +10,6 @@ tasks downstream of the gate (training, scoring) never see the data.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import logging
@@ -26,8 +25,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jobs import clean, features, ingest
-from jobs.config import ModelConfig, load_model_config
+from jobs import cli
+from jobs.config import ModelConfig, feature_columns, load_model_config
+from jobs.features import build
+from jobs.lake import clean, ingest
 from jobs.settings import REPO_ROOT, Settings
 from jobs.spark import replace_window, run_job
 
@@ -174,7 +175,7 @@ def _fill(value: Any, values: dict[str, Any]) -> Any:
 def expand(suite: SuiteSpec, config: ModelConfig, values: dict[str, Any]) -> list[ExpectationSpec]:
     """The suite's concrete expectations for this model and run (templates expanded, placeholders filled)."""
     specs = list(suite.expectations)
-    for feature in features.feature_columns(config):
+    for feature in feature_columns(config):
         specs += [_with(spec, {"feature": feature}) for spec in suite.per_feature]
     suffixes = [f"{w}d" for w in config.features.windows_days] + ["all"]
     for short, long in itertools.pairwise(suffixes):
@@ -244,7 +245,7 @@ def datasets(
         "bronze": _read(spark, settings, ingest.BRONZE_TABLE).where(landing),
         "volume": volume,
         "silver": _read(spark, settings, clean.SILVER_TABLE).where(landing),
-        "gold": _read(spark, settings, features.GOLD_TABLE).where(
+        "gold": _read(spark, settings, build.GOLD_TABLE).where(
             (F.col("as_of_date") >= F.lit(start)) & (F.col("as_of_date") <= F.lit(end))
         ),
     }
@@ -503,17 +504,15 @@ def enforce(result: GateResult) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``--model NAME --start D [--end D] --run-id ID``; exit 1 when a critical expectation failed."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.quality", description="data-quality gate (GX 1.x)")
-    parser.add_argument("--model", default=features.DEFAULT_MODEL)
-    parser.add_argument("--start", type=date.fromisoformat, required=True)
-    parser.add_argument("--end", type=date.fromisoformat, default=None)
-    parser.add_argument("--run-id", default="manual")
+    parser = cli.parser("jobs.quality.gate", "data-quality gate (GX 1.x)")
+    cli.add_model(parser)
+    cli.add_window(parser)
     args = parser.parse_args(argv)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     config = load_model_config(args.model)
     result = run_job(
         "quality",
-        lambda spark, settings: run_gate(spark, settings, config, args.start, args.end or args.start, args.run_id),
+        lambda spark, settings: run_gate(spark, settings, config, *cli.window(args), args.run_id),
     )
     log.info("%s", describe(result))
     log.info("Data Docs: %s  summary: %s", result.report, result.summary_path)

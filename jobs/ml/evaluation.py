@@ -5,7 +5,7 @@ most recent ``training.holdout_days`` of matured labels at pinned Delta versions
 the label horizon. Neither model chose its hyper-parameters or its family on it, and an older champion was
 trained on data that ends before it, so both sides are judged on data they never saw.
 
-``evaluate_scores`` turns labels and scores into an :class:`jobs.promotion.Evaluation` (ROC/PR AUC, log loss,
+``evaluate_scores`` turns labels and scores into an :class:`jobs.ml.gates.Evaluation` (ROC/PR AUC, log loss,
 Brier, calibration error, the same per slice from ``promotion.slices``, and the score distribution);
 ``write_report`` renders the HTML report with plots that the decision e-mail links and MLflow keeps.
 """
@@ -20,11 +20,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs import trainset
 from jobs.config import ModelConfig
-from jobs.promotion import Evaluation
+from jobs.ml import trainset
+from jobs.ml.gates import Evaluation
+from jobs.ml.metrics import evaluate
 from jobs.settings import Settings
-from jobs.train import evaluate
 
 if TYPE_CHECKING:
     import numpy as np

@@ -4,19 +4,18 @@ Reference: the rows the champion was trained on (the train split of the training
 pinned Delta versions), and the champion's scores on them. Current: gold features and predictions of the latest
 ``drift.window_days`` as-of dates. Per column, the test Evidently would choose (Wasserstein distance for large
 numeric samples, Jensen-Shannon for few distinct values, K-S / chi-square for small ones) is computed in Spark from
-bounded-size profiles (``jobs.drift_stats``), so a window of millions of rows costs the same memory as one of
+bounded-size profiles (``jobs.monitoring.statistics``), so a window of millions of rows costs the same memory as one of
 thousands; the reference's profiles are computed once per champion version and cached. Performance: the scores of
 the as-of date whose labels just matured, against the champion's metric at promotion.
 
 Writes: one row per (date, column) in ``ops/drift_metrics``, one per date in ``ops/drift_windows``, and, when
-``jobs.alerts.should_alert`` opens an episode, one in ``ops/drift_alerts`` (all replaceWhere/MERGE on the date, so
-a re-run replaces). The HTML report (Evidently 0.7 on a sample, under the full-data decisions) goes to
+``jobs.monitoring.alerts.should_alert`` opens an episode, one in ``ops/drift_alerts`` (all replaceWhere/MERGE on
+the date, so a re-run replaces). The HTML report (Evidently 0.7 on a sample, under the full-data decisions) goes to
 ``reports/drift/<model>/<date>/`` and to MLflow; ``summary.json`` beside it is what the DAG's alert task reads.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import asdict
@@ -24,11 +23,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs import alerts, drift_stats, inference, trainset
+from jobs import cli
 from jobs.config import ModelConfig, load_model_config
-from jobs.features import GOLD_TABLE
-from jobs.labels import LABELS_TABLE
-from jobs.promotion import LOWER_IS_BETTER
+from jobs.features.build import GOLD_TABLE
+from jobs.features.labels import LABELS_TABLE
+from jobs.ml import trainset
+from jobs.ml.metrics import evaluate, gain
+from jobs.ml.registry import experiment_id, resolve_champion
+from jobs.monitoring import alerts, statistics
+from jobs.serving import batch
 from jobs.settings import Settings
 from jobs.spark import replace_window, run_job
 
@@ -62,7 +65,7 @@ def _champion_details(settings: Settings, config: ModelConfig) -> dict[str, Any]
     """The champion's version, training set, feature importance and primary metric at promotion."""
     from mlflow import MlflowClient
 
-    champion = inference.resolve_champion(settings, config.name)
+    champion = resolve_champion(settings, config.name)
     client = MlflowClient()
     version = client.get_model_version(config.name, str(champion["version"]))
     primary = config.training.primary_metric
@@ -106,16 +109,16 @@ def _cache(settings: Settings, config: ModelConfig, champion: dict, suffix: str)
 
 def reference_profiles(
     spark: SparkSession, settings: Settings, config: ModelConfig, champion: dict, columns: list[str]
-) -> dict[str, drift_stats.Profile]:
+) -> dict[str, statistics.Profile]:
     """Profiles of the reference features and scores, computed once per champion version and cached."""
     cache = _cache(settings, config, champion, "json")
     if cache.exists():
         cached = json.loads(cache.read_text())
         if set(cached) >= {*columns, SCORE}:
-            return {name: drift_stats.Profile.from_dict(p) for name, p in cached.items()}
+            return {name: statistics.Profile.from_dict(p) for name, p in cached.items()}
     sample = _reference(spark, settings, config, champion)
-    sample = inference.score(sample.select(*columns), champion["uri"], columns, settings.score_driver_max_rows)
-    profiles = drift_stats.profile(sample, [*columns, SCORE])
+    sample = batch.score(sample.select(*columns), champion["uri"], columns, settings.score_driver_max_rows)
+    profiles = statistics.profile(sample, [*columns, SCORE])
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({name: p.to_dict() for name, p in profiles.items()}))
     return profiles
@@ -141,7 +144,7 @@ def reference_sample(
             return cached[cols]
     sampled = _reference(spark, settings, config, champion).sample(fraction=fraction, seed=7).limit(limit)
     # Scored after sampling: only the sample's rows go through the model.
-    scored = inference.score(sampled.select(*columns), champion["uri"], columns, settings.score_driver_max_rows)
+    scored = batch.score(sampled.select(*columns), champion["uri"], columns, settings.score_driver_max_rows)
     frame = scored.select(*cols).toPandas()
     cache.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(cache)
@@ -156,7 +159,7 @@ def current_frame(spark: SparkSession, settings: Settings, config: ModelConfig, 
     in_window = (F.col("as_of_date") >= F.lit(first)) & (F.col("as_of_date") <= F.lit(as_of))
     scores = (
         spark.read.format("delta")
-        .load(settings.table_path(*inference.PREDICTIONS_TABLE))
+        .load(settings.table_path(*batch.PREDICTIONS_TABLE))
         .where(in_window & (F.col("model") == config.name) & (F.col("model_version") == version))
         .select("customer_id", "as_of_date", SCORE)
     )
@@ -172,12 +175,10 @@ def performance(
     """The champion's metrics on the as-of date whose labels matured tonight, and the drop since promotion."""
     from pyspark.sql import functions as F
 
-    from jobs.train import evaluate
-
     matured = as_of - timedelta(days=config.label.horizon_days)
     scores = (
         spark.read.format("delta")
-        .load(settings.table_path(*inference.PREDICTIONS_TABLE))
+        .load(settings.table_path(*batch.PREDICTIONS_TABLE))
         .where((F.col("model") == config.name) & (F.col("as_of_date") == F.lit(matured)))
         .select("customer_id", SCORE, "model_version")
     )
@@ -196,7 +197,7 @@ def performance(
     baseline = champion["promoted_metric"]
     drop = None
     if baseline is not None:
-        drop = metrics[primary] - baseline if primary in LOWER_IS_BETTER else baseline - metrics[primary]
+        drop = gain(baseline, metrics[primary], primary)  # how much worse than at promotion
     return {
         "as_of_date": matured.isoformat(),
         "rows": len(joined),
@@ -267,17 +268,17 @@ def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of:
     """Drift of the window ending ``as_of`` against the champion's training data; the alert decision; the report."""
     champion = _champion_details(settings, config)
     version = champion["version"]
-    columns = inference.model_columns(champion["uri"], config)
+    columns = batch.model_columns(champion["uri"], config)
     log.info("drift of %s v%s, window ending %s, %d feature columns", config.name, version, as_of, len(columns))
     reference = reference_profiles(spark, settings, config, champion, columns)
     # Profiled here, sampled for the report below: joined once.
     current_df = current_frame(spark, settings, config, as_of, version).persist()
-    current = drift_stats.profile(current_df, [*columns, SCORE])
+    current = statistics.profile(current_df, [*columns, SCORE])
     if not current[SCORE].rows:
         raise ValueError(
             f"no predictions of {config.name} v{version} in the window ending {as_of}: run inference first"
         )
-    results = drift_stats.compare(reference, current)
+    results = statistics.compare(reference, current)
     features = [r for r in results if r.column != SCORE]
     prediction = next(r for r in results if r.column == SCORE)
     share = alerts.drifted_share(
@@ -426,8 +427,6 @@ def write_report(
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    from jobs.train import _experiment
-
     limit = config.drift.report_sample_rows
     cols = [*columns, SCORE]
     # Row counts from the profiles (scores are never null), so the sample costs no extra pass over the window.
@@ -480,7 +479,7 @@ the <a href="evidently.html">Evidently report</a> shows distributions on a sampl
     )
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     with mlflow.start_run(
-        experiment_id=_experiment(settings, config.name),
+        experiment_id=experiment_id(settings, config.name),
         run_name=f"drift {as_of} v{champion['version']}",
         tags={"mlp.role": "monitoring", "mlp.model": config.name, "mlp.as_of_date": str(as_of)},
     ):
@@ -496,10 +495,9 @@ the <a href="evidently.html">Evidently report</a> shows distributions on a sampl
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``--model M --date YYYY-MM-DD --run-id ID``; prints the alert decision as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.drift", description="drift monitor for one night")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--date", required=True, type=date.fromisoformat)
-    parser.add_argument("--run-id", default="manual")
+    parser = cli.parser("jobs.monitoring.drift", "drift monitor for one night")
+    cli.add_model(parser)
+    cli.add_date(parser)
     args = parser.parse_args(argv)
     config = load_model_config(args.model)
     summary = run_job("drift", lambda spark, s: monitor(spark, s, config, args.date, args.run_id))

@@ -41,15 +41,14 @@ def spark_job(task_id: str, module: str, args: list[str], operator: Any = None, 
 
 def quality_gate(model: str, start: str, end: str, run_id: str, **kwargs: Any) -> Any:
     """The data-quality gate task for ``model`` over [start, end] (templates): fails fast and mails on bad data."""
+    from jobs.quality.gate import report_dir
     from mlplatform.notifiers import QualityGateNotifier
     from mlplatform.operators import QualityGateOperator
-
-    from jobs.quality import report_dir
 
     summary = str(report_dir(load(), model, start, end) / "summary.json")
     return spark_job(
         "quality_gate",
-        "jobs.quality",
+        "jobs.quality.gate",
         ["--model", model, "--start", start, "--end", end, "--run-id", run_id],
         operator=QualityGateOperator,
         summary_path=summary,
@@ -59,11 +58,11 @@ def quality_gate(model: str, start: str, end: str, run_id: str, **kwargs: Any) -
 
 
 def training_command(model: str, family: str, reason: str, window: tuple[str, str], versions: tuple[str, str]) -> list:
-    """``python -m jobs.train ...``: the one command both training backends run (arguments may be templates)."""
+    """``python -m jobs.ml.train ...``: the one command both training backends run (arguments may be templates)."""
     return [
         "python",
         "-m",
-        "jobs.train",
+        "jobs.ml.train",
         "--model",
         model,
         "--features-version",
@@ -122,17 +121,16 @@ TRIGGERED_BY = (
 
 
 def promotion_task(task_id: str, model: str, kind: str, args: list[str], **kwargs: Any) -> Any:
-    """``jobs.promotion <kind>`` under spark-submit: evaluate, decide, audit, move aliases, then mail the team."""
+    """``jobs.ml.promotion <kind>`` under spark-submit: evaluate, decide, audit, move aliases, then mail the team."""
+    from jobs.ml.promotion import decision_dir
     from mlplatform.notifiers import PromotionNotifier
     from mlplatform.operators import PromotionOperator
-
-    from jobs.promotion import decision_dir
 
     decision = str(decision_dir(load(), model, "{{ run_id }}") / "decision.json")
     notifier = PromotionNotifier(model=model, decision_path=decision)
     return spark_job(
         task_id,
-        "jobs.promotion",
+        "jobs.ml.promotion",
         [
             kind,
             "--model",
@@ -154,14 +152,13 @@ def promotion_task(task_id: str, model: str, kind: str, args: list[str], **kwarg
 
 
 def drift_task(model: str, as_of: str, **kwargs: Any) -> Any:
-    """``jobs.drift`` for the window ending ``as_of`` (a template); its XCom is the alert decision."""
+    """``jobs.monitoring.drift`` for the window ending ``as_of`` (a template); its XCom is the alert decision."""
+    from jobs.monitoring.drift import report_dir
     from mlplatform.operators import DriftMonitorOperator
-
-    from jobs.drift import report_dir
 
     return spark_job(
         "monitor_drift",
-        "jobs.drift",
+        "jobs.monitoring.drift",
         ["--model", model, "--date", as_of, "--run-id", "{{ run_id }}"],
         operator=DriftMonitorOperator,
         summary_path=str(report_dir(load(), model, as_of) / "summary.json"),

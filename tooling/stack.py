@@ -80,7 +80,7 @@ def services(settings: Settings, ports: Ports) -> dict[str, tuple[list[str], dic
     """name -> (command, environment, health URL or ``tcp://host:port``)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return {
-        "mail": ([sys.executable, "-m", "jobs.mailsink"], env, f"tcp://{settings.smtp_host}:{settings.smtp_port}"),
+        "mail": ([sys.executable, "-m", "tooling.mailsink"], env, f"tcp://{settings.smtp_host}:{settings.smtp_port}"),
         "mlflow": (
             [
                 *(_bin("mlflow"), "ui", "--backend-store-uri", settings.mlflow_tracking_uri),
@@ -378,8 +378,8 @@ def describe(settings: Settings, ports: Ports) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m jobs.stack up|down|status``."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.stack", description=__doc__.splitlines()[0])
+    """CLI: ``python -m tooling.stack up|down|status``."""
+    parser = argparse.ArgumentParser(prog="python -m tooling.stack", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("up", "down", "status"))
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for each service to be healthy")
     args = parser.parse_args(argv)

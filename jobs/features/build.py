@@ -23,14 +23,14 @@ cents behind the standard deviation) is kept in a ``_``-prefixed column.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import operator
 from datetime import date, timedelta
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
-from jobs.config import ModelConfig, load_model_config
+from jobs import cli
+from jobs.config import ModelConfig, feature_columns, load_model_config, window_suffixes
 from jobs.settings import Settings
 from jobs.spark import run_job
 
@@ -42,24 +42,8 @@ log = logging.getLogger(__name__)
 SILVER_TABLE = ("silver", "transactions")
 GOLD_TABLE = ("gold", "customer_features")
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of_date")
-DEFAULT_MODEL = "purchase_propensity"
 
-_METRICS = ("txn_count", "amount_sum", "quantity_sum", "active_days")
-_BASKET = ("avg_basket_amount", "max_basket_amount", "std_basket_amount", "avg_basket_quantity")
 _SQ = "_amount_sq_cents_all"
-
-
-def _suffixes(config: ModelConfig) -> list[str]:
-    return [f"{w}d" for w in config.features.windows_days] + ["all"]
-
-
-def feature_columns(config: ModelConfig) -> tuple[str, ...]:
-    """The model-facing feature columns for ``config``, in their fixed order (keys and lineage excluded)."""
-    columns = ["recency_days", "tenure_days"]
-    columns += [f"{metric}_{suffix}" for suffix in _suffixes(config) for metric in _METRICS]
-    columns += ["mean_gap_days", "last_gap_days", *_BASKET]
-    columns += [f"trend_{short}_{long}" for short, long in config.features.trend_pairs]
-    return tuple(columns)
 
 
 def state_columns(config: ModelConfig) -> tuple[str, ...]:
@@ -74,13 +58,6 @@ def state_columns(config: ModelConfig) -> tuple[str, ...]:
 def gold_columns(config: ModelConfig) -> tuple[str, ...]:
     """Every column of the gold table, in order."""
     return (*KEY_COLUMNS, *feature_columns(config), "feature_run_id", *state_columns(config))
-
-
-def __getattr__(name: str) -> Any:
-    # FEATURE_COLUMNS depends on a config file; resolving it lazily keeps imports free of file and env reads.
-    if name == "FEATURE_COLUMNS":
-        return feature_columns(load_model_config(DEFAULT_MODEL))
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def daily_aggregates(silver: DataFrame) -> DataFrame:
@@ -121,7 +98,7 @@ def _derived(config: ModelConfig) -> list[Column]:
     from pyspark.sql import functions as F
 
     col = F.col
-    out: list[Column] = [(col(f"_amount_cents_{s}") / 100).alias(f"amount_sum_{s}") for s in _suffixes(config)]
+    out: list[Column] = [(col(f"_amount_cents_{s}") / 100).alias(f"amount_sum_{s}") for s in window_suffixes(config)]
     n, cents, first, last = (
         col("txn_count_all"),
         col("_amount_cents_all"),
@@ -167,7 +144,7 @@ def compute_backfill(silver_df: DataFrame, start: date, end: date, config: Model
     spark = silver_df.sparkSession
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions"))
     windows = config.features.windows_days
-    suffixes = _suffixes(config)
+    suffixes = window_suffixes(config)
     end_lit, start_lit = F.lit(end), F.lit(start)
 
     # One shuffle, by customer: every later aggregate and window is per customer and reuses this partitioning.
@@ -271,7 +248,7 @@ def _state_from_gold(gold: DataFrame, as_of: date, config: ModelConfig) -> DataF
     col, day = F.col, F.lit(as_of)
     last = F.date_sub(day, col("recency_days"))
     counters = []
-    for suffix in _suffixes(config):
+    for suffix in window_suffixes(config):
         for name in _counter_names(suffix):
             if name.startswith("_amount_cents_"):
                 # amount_sum is cents / 100 as a double; x100 and rounding gives the cents back exactly while
@@ -320,7 +297,7 @@ def compute_increment(
         return F.coalesce(col(name), F.lit(0).cast("long"))
 
     rolled: dict[str, Column] = {}
-    for w, suffix in zip([*windows, None], _suffixes(config), strict=True):
+    for w, suffix in zip([*windows, None], window_suffixes(config), strict=True):
         for name, source in _counter_names(suffix).items():
             value = zero(name) + zero(f"in_{source}")
             rolled[name] = value if w is None else value - zero(f"out{w}_{source}")
@@ -433,18 +410,14 @@ def build_features(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``--model NAME --start D [--end D] --run-id ID`` builds gold features for the window."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.features", description="silver -> gold customer features")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="model config name or YAML path")
-    parser.add_argument("--start", type=date.fromisoformat, required=True)
-    parser.add_argument("--end", type=date.fromisoformat, default=None, help="inclusive; default: --start")
-    parser.add_argument("--run-id", default="manual")
+    parser = cli.parser("jobs.features.build", "silver -> gold customer features")
+    cli.add_model(parser)
+    cli.add_window(parser)
     args = parser.parse_args(argv)
     config = load_model_config(args.model)
     summary = run_job(
         "features",
-        lambda spark, settings: build_features(
-            spark, settings, config, args.start, args.end or args.start, args.run_id
-        ),
+        lambda spark, settings: build_features(spark, settings, config, *cli.window(args), args.run_id),
     )
     print(
         f"features {summary['start']}..{summary['end']} ({summary['mode']}): "

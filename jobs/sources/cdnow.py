@@ -6,7 +6,6 @@ is never imported: it needs the removed ``pkg_resources``).
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -14,8 +13,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs import landing
+from jobs import cli
 from jobs.settings import load
+from jobs.sources import landing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,7 +106,7 @@ def _date(text: str) -> date:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``replay --start D --end D [--landing DIR]`` lands CDNOW days as a source system would."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.cdnow", description="CDNOW reader and replay")
+    parser = cli.parser("jobs.sources.cdnow", "CDNOW reader and replay")
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("replay", help="write CDNOW days into the landing zone")
     rep.add_argument("--start", type=_date, default=FIRST_DAY)
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--landing", type=Path, default=None, help="landing root (default: settings)")
     sub.add_parser("summary", help="print the source file's row, customer and day counts")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli.setup_logging()
     if args.command == "summary":
         frame = read_cdnow()
         print(

@@ -14,9 +14,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from jobs import cdnow, clean, features, ingest, labels, promotion, quality, train, trainset
 from jobs.config import load_model_config
+from jobs.features import build, labels
+from jobs.lake import clean, ingest
+from jobs.ml import promotion, train, trainset
+from jobs.quality import gate
 from jobs.settings import load
+from jobs.sources import cdnow
 
 log = logging.getLogger("demo")
 MODEL = "purchase_propensity"
@@ -24,7 +28,7 @@ MODEL = "purchase_propensity"
 
 def train_model(settings, versions: dict[str, int], run_id: str, reason: str, labels_end: date | None) -> dict:
     """The local training backend: exactly the command a Kubernetes GPU pod runs, then the same verification."""
-    command = [sys.executable, "-m", "jobs.train", "--model", MODEL, "--dag-run-id", run_id, "--reason", reason]
+    command = [sys.executable, "-m", "jobs.ml.train", "--model", MODEL, "--dag-run-id", run_id, "--reason", reason]
     command += ["--features-version", str(versions["features"]), "--labels-version", str(versions["labels"])]
     command += ["--as-of-end", labels_end.isoformat() if labels_end else ""]
     subprocess.run(command, check=True)
@@ -33,9 +37,9 @@ def train_model(settings, versions: dict[str, int], run_id: str, reason: str, la
 
 def promote(settings, run_id: str, reason: str, force_version: int | None = None) -> tuple[dict, dict | None]:
     """What the training DAG's evaluate_and_promote task submits (here without Airflow, so without its e-mail)."""
-    command = [sys.executable, "-m", "jobs.promotion", "auto", "--model", MODEL, "--dag-run-id", run_id]
+    command = [sys.executable, "-m", "jobs.ml.promotion", "auto", "--model", MODEL, "--dag-run-id", run_id]
     if force_version is not None:  # what the promote_model DAG's form does with force=true and a written reason
-        command = [sys.executable, "-m", "jobs.promotion", "promote", "--model", MODEL, "--dag-run-id", run_id]
+        command = [sys.executable, "-m", "jobs.ml.promotion", "promote", "--model", MODEL, "--dag-run-id", run_id]
         command += ["--version", str(force_version), "--force", "true"]
     command += ["--triggered-by", "make demo", "--reason", reason]
     # Its log streams to stderr as it goes; the last line of stdout is the decision's outline.
@@ -109,8 +113,9 @@ def replay_nights(settings, nights: list[date], ports) -> Replay:
     """Each night through the Airflow scheduler: trigger `scoring` for it and wait, and for the training it starts."""
     from contextlib import nullcontext
 
-    from jobs import drift, stack
-    from jobs.mailsink import MailSink
+    from jobs.monitoring import drift
+    from tooling import stack
+    from tooling.mailsink import MailSink
 
     replay = Replay(sink=str(settings.mail_root))
     settings.mail_root.mkdir(parents=True, exist_ok=True)
@@ -210,7 +215,7 @@ def _audited(settings, dag_run_ids: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Replay CDNOW, then backfill bronze, silver, gold features and labels, then one incremental night."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.demo", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tooling.demo", description=main.__doc__)
     parser.add_argument("--start", type=date.fromisoformat, default=cdnow.FIRST_DAY)
     parser.add_argument("--end", type=date.fromisoformat, default=cdnow.LAST_DAY)
     parser.add_argument(
@@ -223,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("great_expectations", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = load()
-    from jobs import stack
+    from tooling import stack
 
     # `make` exports both connections; run by hand, they point at the same local Spark and loopback SMTP server.
     os.environ.setdefault("AIRFLOW_CONN_SMTP_DEFAULT", settings.smtp_connection_json())
@@ -272,7 +277,7 @@ def _demo(args: argparse.Namespace, settings, ports) -> int:
         cleaned = step("clean", clean.clean, spark, settings, args.start, backfill_end, "demo-backfill")
         log.info("step 4/10: point-in-time features for every customer and day (backfill)")
         built = step(
-            "features", features.build_features, spark, settings, config, args.start, backfill_end, "demo-backfill"
+            "features", build.build_features, spark, settings, config, args.start, backfill_end, "demo-backfill"
         )
         log.info("step 5/10: labels whose %d-day horizon has matured", config.label.horizon_days)
         step("labels", labels.build_labels, spark, settings, config, args.start, backfill_end, "demo")
@@ -280,12 +285,12 @@ def _demo(args: argparse.Namespace, settings, ports) -> int:
         t0 = time.monotonic()
         ingest.ingest(spark, settings, args.end, args.end, "demo-nightly")
         nightly_clean = clean.clean(spark, settings, args.end, args.end, "demo-nightly")
-        nightly = features.build_features(spark, settings, config, args.end, args.end, "demo-nightly")
+        nightly = build.build_features(spark, settings, config, args.end, args.end, "demo-nightly")
         labels.build_labels(spark, settings, config, args.end, args.end, "demo-nightly")
         timings["nightly"] = time.monotonic() - t0
         log.info("step 7/10: data-quality gate (Great Expectations) on the night's bronze, silver and gold")
-        gate = step("quality_gate", quality.run_gate, spark, settings, config, args.end, args.end, "demo-nightly")
-        log.info("%s", quality.describe(gate))
+        verdict = step("quality_gate", gate.run_gate, spark, settings, config, args.end, args.end, "demo-nightly")
+        log.info("%s", gate.describe(verdict))
         log.info(
             "step 8/10: training set at pinned Delta versions as of go-live %s (labels matured through %s), then "
             "XGBoost vs PyTorch, tracked in MLflow",
@@ -306,7 +311,7 @@ def _demo(args: argparse.Namespace, settings, ports) -> int:
         )
         read = lambda table: spark.read.format("delta").load(settings.table_path(*table))  # noqa: E731
         silver_rows = read(clean.SILVER_TABLE).count()
-        gold = read(features.GOLD_TABLE)
+        gold = read(build.GOLD_TABLE)
         gold_rows, gold_days = gold.count(), gold.select("as_of_date").distinct().count()
         label_rows = read(labels.LABELS_TABLE)
         positives = label_rows.where("label = 1").count()
@@ -359,9 +364,9 @@ def _demo(args: argparse.Namespace, settings, ports) -> int:
                 f"(backfill mode {built.get('mode')}, nightly mode {nightly.get('mode')})",
                 f"labels     : {label_total} rows, {positives / max(label_total, 1):.1%} positive "
                 f"({config.label.horizon_days}-day horizon)",
-                f"quality    : gate {'PASSED' if gate.passed else 'FAILED'} for {args.end}: "
-                f"{len(gate.outcomes)} expectations, {len(gate.critical_failures)} critical failures, "
-                f"{len(gate.warnings)} warnings; report {gate.report}",
+                f"quality    : gate {'PASSED' if verdict.passed else 'FAILED'} for {args.end}: "
+                f"{len(verdict.outcomes)} expectations, {len(verdict.critical_failures)} critical failures, "
+                f"{len(verdict.warnings)} warnings; report {verdict.report}",
                 f"training   : set {manifest['key']} rows {manifest['rows']} (features v{versions['features']}, "
                 f"labels v{versions['labels']}); winner {trained['winner']} registered as {MODEL} version "
                 f"{trained['version']} @challenger; holdout ROC AUC {trained['holdout_roc_auc']:.3f}, "
@@ -379,14 +384,14 @@ def _demo(args: argparse.Namespace, settings, ports) -> int:
                 "",
                 "The loop: landing -> bronze -> silver -> gold features + labels -> data-quality gate -> training"
                 " -> gated promotion -> nightly scoring -> drift monitor -> one alert per episode -> retraining ->"
-                " gated promotion (rollback: the rollback_model DAG or python -m jobs.promotion rollback).",
+                " gated promotion (rollback: the rollback_model DAG or python -m jobs.ml.promotion rollback).",
             ]
         )
     )
     problems = replay.problems()
     for problem in problems:
         log.error("%s", problem)
-    return 0 if ok and gate.passed and not problems else 1
+    return 0 if ok and verdict.passed and not problems else 1
 
 
 if __name__ == "__main__":

@@ -7,14 +7,14 @@ labels only for as-of dates up to ``data_end - horizon``. The keys are the custo
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from jobs.clean import SILVER_TABLE
+from jobs import cli
 from jobs.config import ModelConfig, load_model_config
+from jobs.lake.clean import SILVER_TABLE
 from jobs.settings import Settings
 from jobs.spark import replace_window, run_job
 
@@ -94,16 +94,14 @@ def build_labels(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``--model NAME --start D [--end D] --run-id ID`` writes the labels matured by data through end."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.labels", description="gold labels")
-    parser.add_argument("--model", default="purchase_propensity")
-    parser.add_argument("--start", type=date.fromisoformat, required=True)
-    parser.add_argument("--end", type=date.fromisoformat, default=None)
-    parser.add_argument("--run-id", default="manual")
+    parser = cli.parser("jobs.features.labels", "gold labels")
+    cli.add_model(parser)
+    cli.add_window(parser)
     args = parser.parse_args(argv)
     config = load_model_config(args.model)
     summary = run_job(
         "labels",
-        lambda spark, settings: build_labels(spark, settings, config, args.start, args.end or args.start, args.run_id),
+        lambda spark, settings: build_labels(spark, settings, config, *cli.window(args), args.run_id),
     )
     print(json.dumps(summary))
     return 0

@@ -9,15 +9,15 @@ cost independent of history length). The first accepted copy wins.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from jobs import landing
-from jobs.ingest import BRONZE_TABLE
+from jobs import cli
+from jobs.lake.ingest import BRONZE_TABLE
 from jobs.settings import Settings
+from jobs.sources import landing
 from jobs.spark import replace_window, run_job
 
 if TYPE_CHECKING:
@@ -264,14 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: ``--start D [--end D] --run-id ID`` cleans a landing window from bronze into silver."""
     import json
 
-    parser = argparse.ArgumentParser(prog="python -m jobs.clean", description="bronze -> silver + quarantine")
-    parser.add_argument("--start", type=date.fromisoformat, required=True)
-    parser.add_argument("--end", type=date.fromisoformat, default=None)
-    parser.add_argument("--run-id", default="manual")
+    parser = cli.parser("jobs.lake.clean", "bronze -> silver + quarantine")
+    cli.add_window(parser)
     args = parser.parse_args(argv)
-    result = run_job(
-        "clean", lambda spark, settings: clean(spark, settings, args.start, args.end or args.start, args.run_id)
-    )
+    result = run_job("clean", lambda spark, settings: clean(spark, settings, *cli.window(args), args.run_id))
     print(json.dumps(result.as_dict()))
     return 0
 

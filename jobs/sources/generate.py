@@ -28,7 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs import landing
+from jobs import cli
+from jobs.sources import landing
 
 logger = logging.getLogger(__name__)
 
@@ -564,7 +565,7 @@ def generate(config: GeneratorConfig) -> dict:
     params["drift_start"] = None if config.drift_start is None else config.drift_start.isoformat()
     params["corrupt_kinds"] = list(config.corrupt_kinds)
     manifest = {
-        "generator": "jobs.generate",
+        "generator": "jobs.sources.generate",
         "format_version": 1,
         "seed": config.seed,
         "params": params,
@@ -621,7 +622,7 @@ def _apply_corruptions(rows: _DayRows, role: np.ndarray, code: dict[str, int], r
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m jobs.generate", description=__doc__.splitlines()[0])
+    parser = cli.parser("jobs.sources.generate", __doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="landing root (files go under transactions/)")
     parser.add_argument("--rows", type=int, required=True, help="exact number of data lines to write")
     parser.add_argument("--customers", type=int, default=23_570)
@@ -652,7 +653,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: generate, print the counts, return 0."""
     args = _parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli.setup_logging(args.log_level.upper())
     try:
         config = GeneratorConfig(
             out=args.out,

@@ -3,25 +3,35 @@ trail in Delta and on the model versions, and one-step rollback.
 
 ``should_promote(challenger, champion, gates, primary)`` returns every gate's result, so a rejection says which
 gate failed and by how much; without a champion only the absolute gates apply. ``decide`` is the job around it:
-both models scored on the same recent matured holdout (``jobs.evaluation``), the verdict under the config's mode
+both models scored on the same recent matured holdout (``jobs.ml.evaluation``), the verdict under the config's mode
 (enabled, dry_run, disabled), an HTML report logged to MLflow, an ``ops/model_decisions`` row, and the alias move
 ``champion`` -> new version, ``previous_champion`` -> the old one, refused if the champion changed meanwhile.
-``python -m jobs.promotion auto|promote|rollback ...`` runs it under spark-submit from the DAGs.
+``python -m jobs.ml.promotion auto|promote|rollback ...`` runs it under spark-submit from the DAGs.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.config import ModelConfig, PromotionConfig, load_model_config
+from jobs import cli
+from jobs.config import ModelConfig, load_model_config
+from jobs.ml.evaluation import evaluate_scores, evaluation_set, plots, score, write_report
+from jobs.ml.gates import Evaluation, should_promote
+from jobs.ml.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    PromotionError,
+    StaleChampionError,
+    aliases,
+    experiment_id,
+    model_version,
+    move_champion,
+)
 from jobs.settings import Settings, load
 from jobs.spark import run_job
 
@@ -30,126 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOWER_IS_BETTER = {"log_loss", "brier", "calibration_error"}  # metrics where a smaller value is better
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """One model's results on the evaluation set: overall metrics, metrics per slice, score distribution."""
-
-    metrics: dict[str, float]
-    slices: dict[str, dict[str, float]] = field(default_factory=dict)
-    score_mean: float = 0.0
-    score_std: float = 0.0
-    positive_rate: float = 0.0
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """One gate: passed or not, what was observed, what was required."""
-
-    name: str
-    passed: bool
-    observed: float | None
-    threshold: float
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The verdict and every gate behind it."""
-
-    promote: bool
-    gates: tuple[GateResult, ...]
-
-    @property
-    def failed(self) -> list[str]:
-        """Names of the gates that failed."""
-        return [g.name for g in self.gates if not g.passed]
-
-    def as_dict(self) -> dict[str, Any]:
-        """For audit rows and e-mails."""
-        return {"promote": self.promote, "gates": [g.__dict__ for g in self.gates]}
-
-
-def _gain(challenger: float, champion: float, metric: str) -> float:
-    """How much better the challenger is (positive = better), whatever the metric's direction."""
-    return champion - challenger if metric in LOWER_IS_BETTER else challenger - champion
-
-
-def should_promote(
-    challenger: Evaluation, champion: Evaluation | None, gates: PromotionConfig, primary: str
-) -> Decision:
-    """Whether the challenger earned the champion alias; every gate is evaluated and reported."""
-    value = challenger.metrics[primary]
-    results = [
-        GateResult(
-            "min_primary",
-            (value >= gates.min_primary) if primary not in LOWER_IS_BETTER else (value <= gates.min_primary),
-            value,
-            gates.min_primary,
-            f"{primary} must reach {gates.min_primary}",
-        ),
-        GateResult(
-            "max_calibration_error",
-            challenger.metrics["calibration_error"] <= gates.max_calibration_error,
-            challenger.metrics["calibration_error"],
-            gates.max_calibration_error,
-        ),
-        GateResult(
-            "min_score_std",
-            challenger.score_std >= gates.min_score_std,
-            challenger.score_std,
-            gates.min_score_std,
-            "scores must vary across customers",
-        ),
-        GateResult(
-            "max_mean_score_gap",
-            abs(challenger.score_mean - challenger.positive_rate) <= gates.max_mean_score_gap,
-            abs(challenger.score_mean - challenger.positive_rate),
-            gates.max_mean_score_gap,
-            "mean score close to the observed positive rate",
-        ),
-    ]
-    if champion is not None:
-        lift = _gain(value, champion.metrics[primary], primary)
-        base = abs(champion.metrics[primary]) or 1.0
-        results.append(
-            GateResult(
-                "min_lift",
-                lift >= gates.min_lift,
-                lift,
-                gates.min_lift,
-                f"{primary} challenger {value:.5f} vs champion {champion.metrics[primary]:.5f}",
-            )
-        )
-        results.append(
-            GateResult(
-                "min_relative_lift", lift / base >= gates.min_relative_lift, lift / base, gates.min_relative_lift
-            )
-        )
-        drops = {
-            name: -_gain(metrics[primary], champion.slices[name][primary], primary)
-            for name, metrics in challenger.slices.items()
-            if name in champion.slices and primary in metrics and primary in champion.slices[name]
-        }
-        worst = max(drops, key=drops.get) if drops else None
-        results.append(
-            GateResult(
-                "max_slice_drop",
-                # A champion evaluated by slice and a challenger without those slices is an evaluation bug: fail.
-                (worst is None and not champion.slices) or (worst is not None and drops[worst] <= gates.max_slice_drop),
-                drops[worst] if worst else None,
-                gates.max_slice_drop,
-                f"worst slice: {worst}" if worst else "no slice to compare",
-            )
-        )
-    return Decision(promote=all(g.passed for g in results), gates=tuple(results))
-
-
-# --- Registry, audit and the decision job -------------------------------------------------------------------------
-
-CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous_champion", "challenger"
 AUDIT_TABLE = ("ops", "model_decisions")
 ACTIONS = ("promoted", "forced", "rejected", "rolled_back", "dry_run", "skipped")
 AUDIT_SCHEMA = (
@@ -161,71 +51,8 @@ AUDIT_SCHEMA = (
 )
 
 
-class PromotionError(RuntimeError):
-    """A promotion or rollback that cannot be carried out as asked (no such version, nothing to roll back to...)."""
-
-
-class StaleChampionError(PromotionError):
-    """Check-and-set failed: the champion changed between evaluation and the alias move."""
-
-
 class RejectedError(PromotionError):
     """A manual promotion the gates refused (and that was not forced with a reason)."""
-
-
-def aliases(client: Any, model: str) -> dict[str, int]:
-    """The registered model's aliases as {alias: version}; empty when the model has none (or does not exist)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        found = client.get_registered_model(model).aliases
-    except MlflowException as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code):
-            return {}
-        raise
-    return {name: int(version) for name, version in found.items()}
-
-
-@contextmanager
-def _model_lock(lock_dir: Path, model: str) -> Iterator[None]:
-    """One alias move per model at a time on this host (the check-and-set below covers the evaluation window)."""
-    import fcntl
-
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{model}.promotion.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def move_champion(client: Any, model: str, to_version: int, expected: int | None, lock_dir: Path) -> dict[str, int]:
-    """Check-and-set: point ``champion`` at ``to_version`` and ``previous_champion`` at the old champion, but only if
-    the champion is still ``expected`` (what the decision was made against); return the aliases after the move."""
-    with _model_lock(lock_dir, model):
-        current = aliases(client, model).get(CHAMPION)
-        if current != expected:
-            raise StaleChampionError(
-                f"{model}: champion is v{current} but the decision was made against v{expected}; "
-                "another promotion or rollback happened meanwhile. Re-run to evaluate against the new champion."
-            )
-        if expected is not None:
-            client.set_registered_model_alias(model, PREVIOUS, str(expected))
-        client.set_registered_model_alias(model, CHAMPION, str(to_version))
-        after = aliases(client, model)
-    if after.get(CHAMPION) != to_version:
-        raise PromotionError(f"{model}: champion alias reads v{after.get(CHAMPION)} after moving it to v{to_version}")
-    return after
-
-
-def _version(client: Any, model: str, version: int) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version(model, str(version))
-    except MlflowException as exc:
-        raise PromotionError(f"{model} has no version {version}") from exc
 
 
 def latest_trainset(client: Any, model: str) -> str:
@@ -242,9 +69,7 @@ def latest_trainset(client: Any, model: str) -> str:
 
 def _side(client: Any, config: ModelConfig, version: int, frame: Any, report: dict) -> tuple[Evaluation, dict]:
     """Score one registered version on the evaluation set; its Evaluation and a JSON-friendly description."""
-    from jobs.evaluation import evaluate_scores, score
-
-    registered = _version(client, config.name, version)
+    registered = model_version(client, config.name, version)
     scores = score(f"models:/{config.name}/{version}", frame)
     evaluation = evaluate_scores(frame, scores, config)
     report["scores"][f"v{version}"] = scores
@@ -431,8 +256,6 @@ def decide(
     import numpy as np
     from mlflow import MlflowClient
 
-    from jobs.evaluation import evaluation_set, plots
-
     if kind not in {"auto", "promote", "rollback"}:
         raise ValueError(f"kind must be auto, promote or rollback, not {kind!r}")
     gates_config = config.promotion
@@ -456,7 +279,7 @@ def decide(
         "primary_metric": config.training.primary_metric,
         "champion_before": champion_before,
         "champion_after": champion_before,
-        "previous_champion_after": before.get(PREVIOUS),
+        "previous_champion_after": before.get(PREVIOUS_CHAMPION),
         "gates": [],
         "gates_passed": False,
         "failed_gates": [],
@@ -494,12 +317,12 @@ def decide(
         if candidate == champion_before:
             raise PromotionError(f"{model} v{candidate} is already the champion")
     else:
-        candidate = version if version is not None else before.get(PREVIOUS)
+        candidate = version if version is not None else before.get(PREVIOUS_CHAMPION)
         if candidate is None:
             raise PromotionError(f"{model} has no previous_champion to roll back to; name a version")
         if candidate == champion_before:
             raise PromotionError(f"{model} v{candidate} is already the champion; nothing to roll back")
-    _version(client, model, candidate)  # fails clearly on a version that does not exist
+    model_version(client, model, candidate)  # fails clearly on a version that does not exist
 
     # Both sides on the same, most recent matured holdout.
     report: dict[str, Any] = {"scores": {}}
@@ -559,9 +382,6 @@ def _finish(
     move: int | None,
 ) -> dict[str, Any]:
     """Report, MLflow evaluation run, audit row (pending), alias move, audit row (applied), version tags."""
-    from jobs.evaluation import write_report
-    from jobs.train import _experiment
-
     model = decision["model"]
     if move is not None:
         decision["champion_after"] = move
@@ -571,13 +391,13 @@ def _finish(
         report = write_report(out_dir / "index.html", decision, figures)
         decision["report"] = report.resolve().as_uri()
         (out_dir / "decision.json").write_text(json.dumps(decision, indent=2, default=str))
-        decision["evaluation_run_id"] = _log_evaluation(decision, out_dir, _experiment(settings, model))
+        decision["evaluation_run_id"] = _log_evaluation(decision, out_dir, experiment_id(settings, model))
     write_audit(spark, settings, audit_row(decision, applied=move is None))
     if move is not None:
         after = move_champion(
             client, model, move, decision["champion_before"], settings.home / "locks"
         )  # raises StaleChampionError: the pending row stays applied=false and the task fails
-        decision["previous_champion_after"] = after.get(PREVIOUS)
+        decision["previous_champion_after"] = after.get(PREVIOUS_CHAMPION)
         decision["applied"] = True
         write_audit(spark, settings, audit_row(decision, applied=True))
     else:
@@ -595,9 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     2 when the request cannot be carried out (both final: asking again gives the same answer; decision.json says
     why); exit 1 on any other failure, a stale champion included (a retry re-evaluates against the new one).
     """
-    parser = argparse.ArgumentParser(prog="python -m jobs.promotion", description="evaluate, promote, roll back")
+    parser = cli.parser("jobs.ml.promotion", "evaluate, promote, roll back")
     parser.add_argument("kind", choices=("auto", "promote", "rollback"))
-    parser.add_argument("--model", required=True)
+    cli.add_model(parser)
     parser.add_argument("--version", default="", help="version to promote or roll back to ('' = default)")
     parser.add_argument("--force", default="false", help="true: promote despite failed gates (needs --reason)")
     parser.add_argument("--dry-run", default="false", help="true: decide and audit, move nothing")

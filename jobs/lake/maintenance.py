@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jobs import cli
 from jobs.settings import Settings
 from jobs.spark import run_job
 
@@ -49,7 +49,7 @@ def maintain(spark: SparkSession, settings: Settings, retention_hours: int) -> d
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``--retention-hours N`` optimizes and vacuums every Delta table of the lake."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.maintenance", description=__doc__)
+    parser = cli.parser("jobs.lake.maintenance", __doc__)
     parser.add_argument("--retention-hours", type=int, default=MIN_RETENTION_HOURS)
     args = parser.parse_args(argv)
     run_job("maintenance", lambda spark, settings: print(json.dumps(maintain(spark, settings, args.retention_hours))))

@@ -7,14 +7,14 @@ replaces that date and never duplicates it.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jobs import landing
+from jobs import cli
 from jobs.settings import Settings
+from jobs.sources import landing
 from jobs.spark import replace_window, run_job
 
 if TYPE_CHECKING:
@@ -83,14 +83,10 @@ def ingest(spark: SparkSession, settings: Settings, start: date, end: date, run_
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``--start D [--end D] --run-id ID`` ingests landing days into bronze."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.ingest", description="landing -> bronze")
-    parser.add_argument("--start", type=date.fromisoformat, required=True)
-    parser.add_argument("--end", type=date.fromisoformat, default=None, help="inclusive; default: --start")
-    parser.add_argument("--run-id", default="manual")
+    parser = cli.parser("jobs.lake.ingest", "landing -> bronze")
+    cli.add_window(parser)
     args = parser.parse_args(argv)
-    rows = run_job(
-        "ingest", lambda spark, settings: ingest(spark, settings, args.start, args.end or args.start, args.run_id)
-    )
+    rows = run_job("ingest", lambda spark, settings: ingest(spark, settings, *cli.window(args), args.run_id))
     print(f"ingested {rows} rows into bronze")
     return 0
 
