@@ -27,6 +27,8 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 # As in the Makefile: the venv's tools (spark-submit, airflow) first on the PATH, for tasks that launch them.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", '{"conn_type": "spark", "host": "local[2]"}')
+# Airflow puts its plugins folder on sys.path when it starts; tests import `mlplatform` without starting it first.
+sys.path.insert(0, str(REPO / "plugins"))
 
 
 @pytest.fixture(scope="session")

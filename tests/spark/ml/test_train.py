@@ -24,7 +24,7 @@ DAYS = 130
 @pytest.fixture(scope="module")
 def small_config(tmp_path_factory):
     """The reference model with a 30-day horizon, short splits and quick training, for a 130-day lake."""
-    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "include/models/purchase_propensity.yaml").read_text())
+    raw = yaml.safe_load((Path(__file__).resolve().parents[3] / "include/models/purchase_propensity.yaml").read_text())
     raw["name"] = "propensity_small"
     raw["label"]["horizon_days"] = 30
     raw["training"].update(

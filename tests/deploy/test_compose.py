@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (REPO / "docker-compose.yaml").read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, dict] = COMPOSE["services"]
@@ -142,7 +142,7 @@ def test_connections_point_at_the_compose_services_the_code_uses() -> None:
     conns = {
         k.removeprefix("AIRFLOW_CONN_").lower(): json.loads(v) for k, v in env.items() if k.startswith("AIRFLOW_CONN_")
     }
-    tasks_source = (REPO / "jobs" / "tasks.py").read_text()
+    tasks_source = (REPO / "plugins" / "mlplatform" / "tasks.py").read_text()
     assert 'conn_id="spark_default"' in tasks_source
     assert set(conns) == {"spark_default", Settings.from_env().smtp_conn_id}
     assert conns["spark_default"]["host"] == "spark://spark-master:7077"

@@ -12,7 +12,7 @@ from jobs.notify import mails
 from jobs.quality import gate
 from jobs.settings import load
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SUMMARY = {
     "model": "purchase_propensity",
     "start": "1997-02-05",

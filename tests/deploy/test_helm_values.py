@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 HELM = REPO / "deploy" / "helm"
 VALUES: dict[str, Any] = yaml.safe_load((HELM / "airflow-values.yaml").read_text())
 NOTES = (HELM / "README.md").read_text()
