@@ -23,7 +23,7 @@ export PATH := $(VENV)/bin:$(PATH)
 help:
 	@echo "make demo   - set up, then run the platform's main job on the real CDNOW data"
 	@echo "make test   - set up, then run the whole test suite"
-	@echo "make lint   - ruff (with Airflow's AIR rules)"
+	@echo "make lint   - ruff (with Airflow's AIR rules) and import-linter's layer contracts (pyproject.toml)"
 	@echo "make bench  - generator at 10M rows; features on CDNOW and 1M/10M synthetic rows; quality gate on 10M gold rows; training rows/s per family; drift Spark vs Evidently at 1M/10M; 30 nightly 1M-row drift windows; features in DuckDB vs Spark (CDNOW, 1M, 10M); inference rows/s; standalone cluster vs local; empty night through the scheduler and DAG parse time; docs/benchmarks/README.md + plots"
 	@echo "make bench-100m - opt-in: generator, features and DuckDB at 100M transactions (hours on 2 cores)"
 	@echo "make up     - Airflow (:8080, password printed), MLflow UI (:5000), mail sink (:8025), reports (:8000) on loopback"
@@ -90,9 +90,12 @@ bench-100m: setup
 	$(PY) -m bench.duckdb_features --source synthetic --rows 100000000 --customers 1000000
 	$(PY) -m bench.report
 
+# ruff (with Airflow's AIR rules), then the layer contracts of pyproject.toml's [tool.importlinter]: a wrong-way
+# import or a cycle fails here with import-linter's own message (mlplatform is importable from plugins/).
 lint: setup
-	$(VENV)/bin/ruff check dags plugins jobs include tests bench
-	$(VENV)/bin/ruff format --check dags plugins jobs include tests bench
+	$(VENV)/bin/ruff check dags plugins jobs tooling include tests bench
+	$(VENV)/bin/ruff format --check dags plugins jobs tooling include tests bench
+	PYTHONPATH=plugins $(VENV)/bin/lint-imports --no-cache --no-logo
 
 lock:
 	@test -x $(VENV)/bin/uv || (test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PY) -m pip install -q "uv==$(UV_VERSION)")

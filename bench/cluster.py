@@ -32,7 +32,7 @@ EXECUTOR_CONF = {"spark.executor.cores": "1", "spark.executor.memory": "1g", "sp
 def child(mode: str, workers: int, source: str, rows: int, customers: int) -> dict[str, Any]:
     """One mode in this process: silver, then the timed backfill and increment; the gold checksum."""
     from bench import harness
-    from bench.features import _values
+    from bench.features import gold_values
     from jobs.config import load_model_config
     from tooling.cluster import standalone_cluster
 
@@ -56,7 +56,7 @@ def child(mode: str, workers: int, source: str, rows: int, customers: int) -> di
         out["day500"] = {"seconds": round(time.perf_counter() - started, 2)}
         gold = settings.table_path(*build.GOLD_TABLE)
         values = [c for c in build.gold_columns(config) if c != "feature_run_id"]
-        out["checksums"] = {str(day): str(_values(spark, gold, day, values)) for day in (date(1997, 6, 1), DAY500)}
+        out["checksums"] = {str(day): str(gold_values(spark, gold, day, values)) for day in (date(1997, 6, 1), DAY500)}
     return out
 
 

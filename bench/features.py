@@ -27,7 +27,7 @@ from jobs.sources import cdnow
 log = logging.getLogger("bench.features")
 
 
-def _values(spark: Any, path: str, day: date, columns: list[str]) -> tuple:
+def gold_values(spark: Any, path: str, day: date, columns: list[str]) -> tuple:
     """(rows, checksum over the feature values) of one as_of_date in gold."""
     from pyspark.sql import functions as F
 
@@ -69,11 +69,11 @@ def run(model: str, keep: bool, source: str = "cdnow", rows: int = 0, customers:
         gold = settings.table_path(*build.GOLD_TABLE)
         values = [c for c in build.gold_columns(config) if c != "feature_run_id"]
         for label, day in (("day50", date(1997, 2, 19)), ("day500", date(1998, 5, 16))):
-            before = _values(spark, gold, day, values)
+            before = gold_values(spark, gold, day, values)
             started, cpu = time.perf_counter(), harness.jvm_cpu_seconds(spark)
             summary = build.build_features(spark, settings, config, day, day, f"bench-{label}")
             seconds, cpu = time.perf_counter() - started, harness.jvm_cpu_seconds(spark) - cpu
-            after = _values(spark, gold, day, values)
+            after = gold_values(spark, gold, day, values)
             result[label] = {
                 "as_of": day.isoformat(),
                 "rows": summary["rows"],

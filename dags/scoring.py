@@ -30,7 +30,6 @@ from mlplatform.tasks import drift_task, features_asset, spark_job
 
 MODEL = "purchase_propensity"
 AS_OF = "{{ ti.xcom_pull(task_ids='as_of_date') }}"
-DRIFT = "{{ ti.xcom_pull(task_ids='monitor_drift') }}"
 
 with DAG(
     dag_id=Path(__file__).stem,

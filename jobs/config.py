@@ -43,11 +43,6 @@ class FeatureConfig(_Strict):
                 raise ValueError(f"trend pair {[short, long]} must name two windows_days, short < long")
         return self
 
-    @property
-    def max_window(self) -> int:
-        """The longest window, i.e. how much history a nightly increment needs to look back."""
-        return max(self.windows_days)
-
 
 class LabelConfig(_Strict):
     """Label definition."""
@@ -236,8 +231,3 @@ def load_model_config(name_or_path: str | Path) -> ModelConfig:
     if config.name != path.stem:
         raise ConfigError(f"{path}: name {config.name!r} must equal the file name {path.stem!r}")
     return config
-
-
-def model_names() -> list[str]:
-    """Every model with a config file."""
-    return sorted(p.stem for p in load().models_dir.glob("*.yaml"))

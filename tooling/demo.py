@@ -87,7 +87,7 @@ class Replay:
         return out
 
 
-def _new_mails(folder: Path, seen: set[str]) -> list[str]:
+def new_mails(folder: Path, seen: set[str]) -> list[str]:
     """Subjects of the messages kept in ``folder`` that are not in ``seen``, oldest first."""
     from email import message_from_bytes, policy
 
@@ -95,7 +95,7 @@ def _new_mails(folder: Path, seen: set[str]) -> list[str]:
     return [str(message_from_bytes(p.read_bytes(), policy=policy.default)["Subject"]) for p in paths]
 
 
-def _run_id(api, dag_id: str, wanted: str) -> str:
+def fresh_run_id(api, dag_id: str, wanted: str) -> str:
     """``wanted``, or ``wanted__2``, ``__3``... when an earlier demo on this home already used it."""
     run_id, n = wanted, 1
     while api.run(dag_id, run_id) is not None:
@@ -136,7 +136,7 @@ def replay_nights(settings, nights: list[date], ports) -> Replay:
             paused[dag_id] = api.set_paused(dag_id, False)
         runs = []
         for night in nights:
-            run_id = _run_id(api, "scoring", f"demo__{night.isoformat()}")
+            run_id = fresh_run_id(api, "scoring", f"demo__{night.isoformat()}")
             log.info("night %s: triggering the scoring DAG as run %s", night, run_id)
             api.trigger("scoring", run_id, {"as_of_date": night.isoformat()})
             state = api.wait_run("scoring", run_id, timeout=1800)
@@ -167,7 +167,7 @@ def replay_nights(settings, nights: list[date], ports) -> Replay:
             f"{len(runs)} DAG runs through the scheduler ({', '.join(runs)}); browse them with `make up`, "
             f"http://127.0.0.1:{ports.airflow}/dags/scoring; task logs under {settings.airflow_home}/logs"
         )
-        for mail in _new_mails(settings.mail_root, seen):
+        for mail in new_mails(settings.mail_root, seen):
             (replay.mails if "] DRIFT " in mail else replay.other_mails).append(mail)
         replay.audited = _audited(settings, replay.retrain_ids)
     finally:

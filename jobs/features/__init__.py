@@ -1,0 +1,1 @@
+"""Point-in-time customer features (build) and matured labels (labels) in gold."""

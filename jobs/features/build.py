@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs import cli
 from jobs.config import ModelConfig, feature_columns, load_model_config, window_suffixes
+from jobs.lake.clean import SILVER_TABLE
 from jobs.settings import Settings
 from jobs.spark import run_job
 
@@ -39,14 +40,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SILVER_TABLE = ("silver", "transactions")
 GOLD_TABLE = ("gold", "customer_features")
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of_date")
 
 _SQ = "_amount_sq_cents_all"
 
 
-def state_columns(config: ModelConfig) -> tuple[str, ...]:
+def state_columns() -> tuple[str, ...]:
     """Columns kept only so tomorrow's increment can roll today's row forward exactly.
 
     Everything else the increment needs is recovered exactly from the features themselves (see
@@ -57,7 +57,7 @@ def state_columns(config: ModelConfig) -> tuple[str, ...]:
 
 def gold_columns(config: ModelConfig) -> tuple[str, ...]:
     """Every column of the gold table, in order."""
-    return (*KEY_COLUMNS, *feature_columns(config), "feature_run_id", *state_columns(config))
+    return (*KEY_COLUMNS, *feature_columns(config), "feature_run_id", *state_columns())
 
 
 def daily_aggregates(silver: DataFrame) -> DataFrame:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from jobs import cli
 from jobs.config import ModelConfig, load_model_config
+from jobs.features.build import GOLD_TABLE
 from jobs.lake.clean import SILVER_TABLE
 from jobs.settings import Settings
 from jobs.spark import replace_window, run_job
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LABELS_TABLE = ("gold", "labels")
-FEATURES_TABLE = ("gold", "customer_features")
 
 
 def label_window(start: date, end: date, horizon_days: int, first_date: date) -> tuple[date, date] | None:
@@ -76,7 +76,7 @@ def build_labels(
     first, last = window
     keys = (
         spark.read.format("delta")
-        .load(settings.table_path(*FEATURES_TABLE))
+        .load(settings.table_path(*GOLD_TABLE))
         .where((F.col("as_of_date") >= F.lit(first)) & (F.col("as_of_date") <= F.lit(last)))
         .select("customer_id", "as_of_date")
     )

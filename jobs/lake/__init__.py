@@ -1,0 +1,1 @@
+"""The lake: landing files -> bronze (ingest), bronze -> silver + quarantine (clean), OPTIMIZE/VACUUM (maintenance)."""

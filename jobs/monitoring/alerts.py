@@ -38,7 +38,6 @@ class Alert:
 
     as_of_date: date
     episode_id: str
-    retrain_started: bool = False
 
 
 @dataclass(frozen=True)

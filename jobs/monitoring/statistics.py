@@ -18,7 +18,7 @@ job (a ``mapInArrow`` stage over the frame, then a small merge stage): row and f
 population std (merged with Chan's formula), min and max, exact value counts while a column has at most
 ``DISTINCT_CAP`` distinct values, the exact sorted values while it has at most ``EXACT_VALUES``, and a fixed grid of
 ``quantiles`` points of its quantile function plus the mean of the quantile function on each grid cell. The grid
-comes from a mergeable, mean-preserving sketch (``_Sketch``): every chunk of ``CHUNK_ROWS`` rows is sorted in numpy
+comes from a mergeable, mean-preserving sketch (``Sketch``): every chunk of ``CHUNK_ROWS`` rows is sorted in numpy
 and compacted to ``SKETCH_POINTS`` bucket means, and compactions are merged binary-counter fashion, so a Python
 worker holds one chunk plus ``O(SKETCH_POINTS * log n)`` points per column and the driver receives one fixed-size
 row per column, whatever the number of rows.
@@ -172,7 +172,7 @@ def _cumulative(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np
     )
 
 
-def _compact(values: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def compact(values: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """At most ``size`` points: the means of ``size`` equal-weight buckets (sums preserved up to rounding)."""
     import numpy as np
 
@@ -184,7 +184,7 @@ def _compact(values: np.ndarray, weights: np.ndarray, size: int) -> tuple[np.nda
     return np.diff(edges) / (total / size) + base, np.full(size, total / size)
 
 
-class _Sketch:
+class Sketch:
     """Mergeable quantile sketch: compacted summaries merge like a binary counter, so rank errors add up per level."""
 
     def __init__(self, size: int) -> None:
@@ -201,7 +201,7 @@ class _Sketch:
                 self.levels[level] = item
                 return
             self.levels[level] = None
-            item = _compact(*_merge(held, item), self.size)
+            item = compact(*_merge(held, item), self.size)
             level += 1
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +210,7 @@ class _Sketch:
         held = [level for level in self.levels if level is not None]
         if not held:
             return np.empty(0), np.empty(0)
-        return _compact(*reduce(_merge, held), self.size)
+        return compact(*reduce(_merge, held), self.size)
 
 
 class _Column:
@@ -222,7 +222,7 @@ class _Column:
         self.lo, self.hi = math.inf, -math.inf
         self.counts: dict[float, int] | None = {}
         self.cap = cap
-        self.sketch = _Sketch(size)
+        self.sketch = Sketch(size)
 
     def add_moments(self, n: int, mean: float, m2: float) -> None:
         if n == 0:
@@ -257,7 +257,7 @@ class _Column:
                 self.counts = None
             else:
                 self.add_counts(x[starts], np.diff(np.append(starts, len(x))))
-        self.sketch.add(*_compact(x, np.ones(len(x)), self.sketch.size))
+        self.sketch.add(*compact(x, np.ones(len(x)), self.sketch.size))
 
 
 def _partial(
@@ -344,7 +344,7 @@ def _list_array(arrays: list[np.ndarray]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, pa.float64()))
 
 
-def _grid(values: np.ndarray, weights: np.ndarray, lo: float, hi: float, k: int) -> tuple[list, list]:
+def quantile_grid(values: np.ndarray, weights: np.ndarray, lo: float, hi: float, k: int) -> tuple[list, list]:
     """``k`` quantile points (Hazen positions, exact min/max at the ends) and the ``k - 1`` cell means."""
     import numpy as np
 
@@ -391,7 +391,7 @@ def _final(batches: Iterator[pa.RecordBatch], size: int, cap: int, k: int, exact
     for (side, col), state in states.items():
         values, weights = state.sketch.result()
         counts = None if state.counts is None else sorted(state.counts.items())
-        grid = _grid(values, weights, state.lo, state.hi, k) if state.n else ([], [])
+        grid = quantile_grid(values, weights, state.lo, state.hi, k) if state.n else ([], [])
         for name, value in (
             ("side", side),
             ("col", col),

@@ -1,0 +1,1 @@
+"""The data-quality gate: Great Expectations suites from include/expectations/ over a window of the lake."""

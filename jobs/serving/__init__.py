@@ -1,0 +1,1 @@
+"""Using the champion: nightly batch scoring into gold predictions (online serving lands here too)."""

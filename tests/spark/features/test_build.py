@@ -76,7 +76,7 @@ def test_feature_columns_follow_the_config() -> None:
     reference = feature_columns(load_model_config("purchase_propensity"))
     assert len(set(reference)) == len(reference)
     assert {"txn_count_365d", "trend_30_90", "trend_90_365"} <= set(reference)
-    assert all(c.startswith("_") for c in build.state_columns(CONFIG))
+    assert all(c.startswith("_") for c in build.state_columns())
 
 
 def test_hand_computed_features(spark) -> None:

@@ -122,13 +122,13 @@ def test_sketch_preserves_the_mean_and_ranks() -> None:
 
     rng = np.random.default_rng(7)
     x = rng.lognormal(0.0, 1.0, 300_000)
-    sketch = statistics._Sketch(4096)
+    sketch = statistics.Sketch(4096)
     for start in range(0, len(x), 20_000):
         chunk = np.sort(x[start : start + 20_000])
-        sketch.add(*statistics._compact(chunk, np.ones(len(chunk)), 4096))
+        sketch.add(*statistics.compact(chunk, np.ones(len(chunk)), 4096))
     values, weights = sketch.result()
     assert weights.sum() == pytest.approx(len(x))
-    quantiles, means = statistics._grid(values, weights, float(x.min()), float(x.max()), 1001)
+    quantiles, means = statistics.quantile_grid(values, weights, float(x.min()), float(x.max()), 1001)
     assert np.mean(means) == pytest.approx(x.mean(), rel=1e-9)
     ranks = np.searchsorted(np.sort(x), quantiles[1:-1]) / len(x)
     assert np.max(np.abs(ranks - np.linspace(0, 1, 1001)[1:-1])) < 1e-3

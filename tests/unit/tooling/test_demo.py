@@ -26,13 +26,13 @@ def test_a_rerun_on_the_same_home_gets_fresh_run_ids() -> None:
     taken = {"demo__1998-04-01", "demo__1998-04-01__2"}
 
     class Runs:
-        """The one call _run_id makes on Airflow's REST API."""
+        """The one call fresh_run_id makes on Airflow's REST API."""
 
         def run(self, dag_id: str, run_id: str) -> dict | None:
             return {"dag_run_id": run_id} if run_id in taken else None
 
-    assert demo._run_id(Runs(), "scoring", "demo__1998-04-29") == "demo__1998-04-29"
-    assert demo._run_id(Runs(), "scoring", "demo__1998-04-01") == "demo__1998-04-01__3"
+    assert demo.fresh_run_id(Runs(), "scoring", "demo__1998-04-29") == "demo__1998-04-29"
+    assert demo.fresh_run_id(Runs(), "scoring", "demo__1998-04-01") == "demo__1998-04-01__3"
 
 
 def test_only_mails_that_arrived_during_the_nights_are_counted(tmp_path) -> None:
@@ -44,4 +44,4 @@ def test_only_mails_that_arrived_during_the_nights_are_counted(tmp_path) -> None
     keep("old.eml", "[ml-platform] DRIFT m 1998-01-01: from an earlier demo")
     seen = {p.name for p in tmp_path.glob("*.eml")}
     keep("new.eml", "[ml-platform] DRIFT m 1998-05-27: 24 of 26 features drifted")
-    assert demo._new_mails(tmp_path, seen) == ["[ml-platform] DRIFT m 1998-05-27: 24 of 26 features drifted"]
+    assert demo.new_mails(tmp_path, seen) == ["[ml-platform] DRIFT m 1998-05-27: 24 of 26 features drifted"]
