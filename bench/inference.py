@@ -61,7 +61,7 @@ def _register(config: Any, columns: list[str], family: str) -> str:
         }
     )
     data = _frame(20_000, columns, 1)
-    trainer = train.train_xgboost if family == "xgboost" else train.train_pytorch
+    trainer = train.TRAINERS[family]
     model, _ = trainer(data, data, columns, small, "cpu")
     with mlflow.start_run(run_name=f"bench {family}"):
         example = data[columns].head(5)

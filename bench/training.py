@@ -53,7 +53,7 @@ def run(rows: int, devices: list[str]) -> dict[str, Any]:
     train_set, valid_set = synthetic_rows(rows, columns, 1), synthetic_rows(max(rows // 10, 1000), columns, 2)
     out: dict[str, Any] = {"rows": rows, "features": len(columns), "cores": os.cpu_count(), "machine": platform.node()}
     for on in devices:
-        for family, trainer in (("xgboost", train.train_xgboost), ("pytorch", train.train_pytorch)):
+        for family, trainer in train.TRAINERS.items():
             train.seed_everything(config.training.seed)
             _, info = trainer(train_set, valid_set, columns, config, on)
             out[f"{family}_{on}"] = {

@@ -71,7 +71,7 @@ def register(config, frame, columns: list[str], rounds: int = 60) -> int:
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from jobs.ml.train import train_xgboost
+    from jobs.ml.families import xgboost
 
     small = config.model_copy(
         update={
@@ -80,7 +80,7 @@ def register(config, frame, columns: list[str], rounds: int = 60) -> int:
             )
         }
     )
-    model, _ = train_xgboost(frame, frame, columns, small, "cpu")
+    model, _ = xgboost.train(frame, frame, columns, small, "cpu")
     mlflow.set_experiment(config.name)
     with mlflow.start_run():
         example = frame[columns].head(5)

@@ -19,16 +19,14 @@ import logging
 import os
 import random
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mlflow.pyfunc
-
 from jobs import cli
 from jobs.config import ModelConfig, load_model_config
 from jobs.ml import trainset
+from jobs.ml.families import pytorch, xgboost
 from jobs.ml.metrics import METRICS, better, evaluate
 from jobs.ml.registry import CHALLENGER, experiment_id
 from jobs.settings import Settings, load
@@ -39,7 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("xgboost", "pytorch")
+# Each family is a module under jobs/ml/families/ with a train(...) -> (PropensityModel, info).
+TRAINERS = {"xgboost": xgboost.train, "pytorch": pytorch.train}
+FAMILIES = tuple(TRAINERS)
 TAG_ROLE, TAG_DAG_RUN, TAG_MODEL = "mlp.role", "mlp.dag_run_id", "mlp.model"
 TAG_VERSION, TAG_WINNER = "mlp.registered_version", "mlp.winner"
 
@@ -66,209 +66,6 @@ def seed_everything(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-
-
-class PropensityModel(mlflow.pyfunc.PythonModel):
-    """The scoring interface of every family: a DataFrame of feature columns in, P(label = 1) out."""
-
-    def __init__(self, family: str, columns: list[str], payload: dict[str, Any]) -> None:
-        self.family = family
-        self.columns = columns
-        self.payload = payload
-        self._model: Any = None
-
-    def _load(self) -> Any:
-        if self._model is None:
-            if self.family == "xgboost":
-                import xgboost as xgb
-
-                booster = xgb.Booster()
-                booster.load_model(bytearray(self.payload["booster"]))
-                booster.set_param({"device": "cpu"})
-                self._model = booster
-            else:
-                self._model = _build_net(len(self.columns), self.payload["hidden"], self.payload["dropout"])
-                self._model.load_state_dict(self.payload["state_dict"])
-                self._model.eval()
-        return self._model
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probabilities for the rows of ``frame``."""
-        import numpy as np
-
-        x = frame[self.columns].to_numpy(dtype=np.float32, na_value=np.nan)
-        model = self._load()
-        if self.family == "xgboost":
-            import xgboost as xgb
-
-            return model.predict(xgb.DMatrix(x, missing=np.nan))
-        import torch
-
-        z = _normalise(x, np.asarray(self.payload["mean"]), np.asarray(self.payload["std"]))
-        with torch.no_grad():
-            return torch.sigmoid(model(torch.from_numpy(z))).squeeze(1).numpy()
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.Series:
-        import pandas as pd
-
-        return pd.Series(self.predict_proba(model_input), index=model_input.index, name="score")
-
-
-def _normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    z = (x - mean) / std
-    return np.nan_to_num(z, nan=0.0).astype(np.float32)  # a missing value sits at the training mean
-
-
-def _build_net(inputs: int, hidden: tuple[int, ...] | list[int], dropout: float) -> Any:
-    from torch import nn
-
-    layers: list[Any] = []
-    width = inputs
-    for units in hidden:
-        layers += [nn.Linear(width, units), nn.BatchNorm1d(units), nn.ReLU(), nn.Dropout(dropout)]
-        width = units
-    layers.append(nn.Linear(width, 1))
-    return nn.Sequential(*layers)
-
-
-def train_xgboost(
-    train: pd.DataFrame, validation: pd.DataFrame, columns: list[str], config: ModelConfig, on: str
-) -> tuple[PropensityModel, dict[str, Any]]:
-    """Hist gradient boosting with early stopping on validation log loss."""
-    import numpy as np
-    import xgboost as xgb
-
-    c = config.training.xgboost
-    params = {
-        "objective": "binary:logistic",
-        "eval_metric": "logloss",
-        "tree_method": "hist",
-        "device": on,
-        "max_depth": c.max_depth,
-        "eta": c.learning_rate,
-        "subsample": c.subsample,
-        "colsample_bytree": c.colsample_bytree,
-        "seed": config.training.seed,
-    }
-    dtrain = xgb.DMatrix(train[columns].to_numpy(np.float32, na_value=np.nan), label=train.label, missing=np.nan)
-    dvalid = xgb.DMatrix(
-        validation[columns].to_numpy(np.float32, na_value=np.nan), label=validation.label, missing=np.nan
-    )
-    started = time.perf_counter()
-    booster = xgb.train(
-        params,
-        dtrain,
-        num_boost_round=c.n_estimators,
-        evals=[(dvalid, "validation")],
-        early_stopping_rounds=c.early_stopping_rounds,
-        verbose_eval=50,
-    )
-    seconds = time.perf_counter() - started
-    trained_rounds = booster.num_boosted_rounds()  # what the time paid for, early stopping's extra rounds included
-    rounds = booster.best_iteration + 1
-    booster = booster[:rounds]  # keep the best iteration only
-    gain = booster.get_score(importance_type="gain")
-    importance = {name: float(gain.get(f"f{i}", 0.0)) for i, name in enumerate(columns)}
-    model = PropensityModel("xgboost", columns, {"booster": bytes(booster.save_raw("json"))})
-    info = {
-        "params": {**params, "num_boost_round": c.n_estimators, "best_rounds": rounds},
-        "importance": importance,
-        "seconds": seconds,
-        "rows_per_second": len(train) * trained_rounds / max(seconds, 1e-9),  # rows x boosting rounds per second
-        "epochs_or_rounds": rounds,
-    }
-    return model, info
-
-
-def train_pytorch(
-    train: pd.DataFrame, validation: pd.DataFrame, columns: list[str], config: ModelConfig, on: str
-) -> tuple[PropensityModel, dict[str, Any]]:
-    """An MLP with batch norm and dropout; AdamW; early stopping on validation log loss; AMP on CUDA."""
-    import numpy as np
-    import torch
-
-    c = config.training.pytorch
-    x_train = train[columns].to_numpy(np.float32, na_value=np.nan)
-    mean = np.nanmean(x_train, axis=0)
-    std = np.nanstd(x_train, axis=0)
-    mean, std = np.nan_to_num(mean), np.where(np.nan_to_num(std) > 0, np.nan_to_num(std), 1.0)
-    z_train = torch.from_numpy(_normalise(x_train, mean, std))
-    z_valid = torch.from_numpy(_normalise(validation[columns].to_numpy(np.float32, na_value=np.nan), mean, std))
-    y_train = torch.from_numpy(train.label.to_numpy(np.float32)).unsqueeze(1)
-    y_valid = torch.from_numpy(validation.label.to_numpy(np.float32)).unsqueeze(1)
-    generator = torch.Generator().manual_seed(config.training.seed)
-    net = _build_net(len(columns), c.hidden, c.dropout).to(on)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    use_amp = on == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    best, best_state, stale, epochs = float("inf"), None, 0, 0
-    started = time.perf_counter()
-    for epoch in range(c.max_epochs):
-        net.train()
-        # Batches are gathered by one shuffled index per epoch: a DataLoader collated every batch row by row (a
-        # 3-epoch run took 93 s instead of 2.8 s).
-        order = torch.randperm(len(z_train), generator=generator)
-        for first in range(0, len(order), c.batch_size):
-            batch = order[first : first + c.batch_size]
-            xb, yb = z_train[batch].to(on, non_blocking=True), y_train[batch].to(on, non_blocking=True)
-            optimiser.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=on, dtype=torch.float16, enabled=use_amp):
-                loss = loss_fn(net(xb), yb)
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-        net.eval()
-        with torch.no_grad():
-            valid_loss = float(loss_fn(net(z_valid.to(on)).float(), y_valid.to(on)))
-        epochs = epoch + 1
-        log.info("pytorch epoch %d: validation log loss %.5f", epochs, valid_loss)
-        if valid_loss < best - 1e-5:
-            best, stale = valid_loss, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= c.patience:
-                break
-    seconds = time.perf_counter() - started
-    net = net.cpu()
-    net.load_state_dict(best_state)
-    net.eval()
-    payload = {
-        "state_dict": best_state,
-        "mean": mean.tolist(),
-        "std": std.tolist(),
-        "hidden": list(c.hidden),
-        "dropout": c.dropout,
-    }
-    model = PropensityModel("pytorch", columns, payload)
-    importance = _permutation_importance(model, validation, columns, config.training.seed)
-    info = {
-        "params": {**c.model_dump(), "device": on, "amp": use_amp, "best_validation_log_loss": best},
-        "importance": importance,
-        "seconds": seconds,
-        "rows_per_second": len(train) * epochs / max(seconds, 1e-9),
-        "epochs_or_rounds": epochs,
-    }
-    return model, info
-
-
-def _permutation_importance(model: PropensityModel, frame: pd.DataFrame, columns: list[str], seed: int) -> dict:
-    """Drop in validation ROC AUC when one column is shuffled (on up to 20k rows)."""
-    import numpy as np
-    from sklearn.metrics import roc_auc_score
-
-    sample = frame.sample(n=min(len(frame), 20_000), random_state=seed)
-    base = roc_auc_score(sample.label, model.predict_proba(sample))
-    rng = np.random.default_rng(seed)
-    out = {}
-    for column in columns:
-        shuffled = sample.copy()
-        shuffled[column] = rng.permutation(shuffled[column].to_numpy())
-        out[column] = float(base - roc_auc_score(sample.label, model.predict_proba(shuffled)))
-    return out
 
 
 def _plots(y: np.ndarray, p: np.ndarray, importance: dict[str, float], family: str, out: Path) -> list[Path]:
@@ -338,6 +135,7 @@ def run_training(
 ) -> dict[str, Any]:
     """Train ``families`` on the pinned set, register the best as a new version with the challenger alias."""
     import mlflow
+    import mlflow.pyfunc
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
@@ -375,7 +173,7 @@ def run_training(
                 nested=True,
                 tags={TAG_ROLE: family, TAG_DAG_RUN: dag_run_id, TAG_MODEL: config.name},
             ) as child:
-                trainer = train_xgboost if family == "xgboost" else train_pytorch
+                trainer = TRAINERS[family]
                 model, info = trainer(sets["train"], sets["validation"], columns, config, on)
                 val = evaluate(sets["validation"].label.to_numpy(), model.predict_proba(sets["validation"]))
                 hold_p = model.predict_proba(sets["holdout"])
