@@ -88,7 +88,7 @@ class TrainingConfig(_Strict):
 
 
 class PromotionConfig(_Strict):
-    """When a challenger may replace the champion (see jobs/ml/promotion.py's should_promote)."""
+    """When a challenger may replace the champion (see jobs/ml/gates.py's should_promote)."""
 
     mode: Literal["enabled", "dry_run", "disabled"] = "enabled"
     min_primary: float = Field(
