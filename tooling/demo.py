@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+from jobs import reports
 from jobs.config import load_model_config
 from jobs.features import build, labels
 from jobs.lake import clean, ingest
@@ -45,7 +46,7 @@ def promote(settings, run_id: str, reason: str, force_version: int | None = None
     # Its log streams to stderr as it goes; the last line of stdout is the decision's outline.
     result = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
     outline = json.loads(result.stdout.strip().splitlines()[-1])
-    return outline, promotion.read_decision(promotion.decision_dir(settings, MODEL, run_id) / "decision.json")
+    return outline, reports.read_summary(reports.summary_path(settings, "evaluation", MODEL, run_id))
 
 
 @dataclass
@@ -144,7 +145,9 @@ def replay_nights(settings, nights: list[date], ports) -> Replay:
             if state != "success":
                 logs = _task_logs(settings, "scoring", run_id)
                 raise RuntimeError(f"scoring run {run_id} {state}; task logs in {logs}")
-            summary = drift.read_summary(drift.report_dir(settings, MODEL, night) / "summary.json", night.isoformat())
+            summary = reports.read_summary(
+                reports.summary_path(settings, "drift", MODEL, night), as_of_date=night.isoformat()
+            )
             decision = summary["decision"]
             features = [c for c in summary["columns"] if c["column"] != drift.SCORE]
             replay.nights.append(
@@ -183,7 +186,7 @@ def _retrained(settings, run_id: str, state: str) -> str:
     if state != "success":
         return f"{run_id}: training DAG run {state}; task logs in {_task_logs(settings, 'training', run_id)}"
     trained = train.verify_training_run(settings, MODEL, run_id)
-    decision = promotion.read_decision(promotion.decision_dir(settings, MODEL, run_id) / "decision.json")
+    decision = reports.read_summary(reports.summary_path(settings, "evaluation", MODEL, run_id))
     outcome = (
         f"{decision['action']}: {decision['summary']} [audit ops/model_decisions {decision['decision_id']}]"
         if decision and "action" in decision

@@ -7,19 +7,20 @@ trained on data that ends before it, so both sides are judged on data they never
 
 ``evaluate_scores`` turns labels and scores into an :class:`jobs.ml.gates.Evaluation` (ROC/PR AUC, log loss,
 Brier, calibration error, the same per slice from ``promotion.slices``, and the score distribution);
-``write_report`` renders the HTML report with plots that the decision e-mail links and MLflow keeps.
+``write_report`` renders the HTML report (``include/reports/evaluation.html``) with plots that the decision e-mail
+links and MLflow keeps.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import itertools
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobs import reports
 from jobs.config import ModelConfig
 from jobs.ml import trainset
 from jobs.ml.gates import Evaluation
@@ -162,52 +163,39 @@ def _number(value: float | None) -> str:
 
 def write_report(path: Path, decision: dict[str, Any], figures: list[tuple[str, str]]) -> Path:
     """The evaluation report: the verdict, every gate, metrics side by side, slices and plots, in one HTML file."""
-    e = html.escape
     sides = [s for s in ("candidate", "champion") if decision.get(s) and decision[s].get("metrics")]
-    metric_names = sorted({m for s in sides for m in decision[s]["metrics"]})
-    rows = "".join(
-        f"<tr><td>{e(m)}</td>"
-        + "".join(f"<td>{decision[s]['metrics'].get(m, float('nan')):.5f}</td>" for s in sides)
-        + "</tr>"
-        for m in metric_names
-    )
-    slice_names = sorted({n for s in sides for n in decision[s].get("slices", {})})
     primary = decision["primary_metric"]
-    slice_rows = "".join(
-        f"<tr><td>{e(n)}</td>"
-        + "".join(
-            f"<td>{decision[s]['slices'].get(n, {}).get(primary, float('nan')):.5f} "
-            f"({int(decision[s]['slices'].get(n, {}).get('rows', 0))} rows)</td>"
-            for s in sides
-        )
-        + "</tr>"
-        for n in slice_names
-    )
-    gate_rows = "".join(
-        f"<tr style='color:{'#161' if g['passed'] else '#a11'}'><td>{e(g['name'])}</td>"
-        f"<td>{'pass' if g['passed'] else 'FAIL'}</td><td>{_number(g['observed'])}</td>"
-        f"<td>{g['threshold']}</td><td>{e(g.get('detail', ''))}</td></tr>"
-        for g in decision.get("gates", [])
-    )
-    header = "".join(f"<th>{e(s)} (v{decision[s]['version']})</th>" for s in sides)
+    nan = float("nan")
+    metric_names = sorted({m for s in sides for m in decision[s]["metrics"]})
+    slice_names = sorted({n for s in sides for n in decision[s].get("slices", {})})
+
+    def on_slice(side: str, name: str) -> str:
+        values = decision[side]["slices"].get(name, {})
+        return f"{_number(values.get(primary, nan))} ({int(values.get('rows', 0))} rows)"
+
     evaluated = decision.get("evaluation_set") or {}
-    images = "".join(f"<h3>{e(t)}</h3><img src='data:image/png;base64,{b}'>" for t, b in figures)
-    body = f"""<!doctype html><html><head><meta charset="utf-8"><title>evaluation {e(decision["model"])}</title>
-<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:4px 10px;border:1px solid #ccc}}
-table{{border-collapse:collapse}}</style></head><body>
-<h1>{e(decision["model"])}: {e(decision["action"])}</h1>
-<p>{e(decision["summary"])}</p>
-<p>Evaluation set: holdout of training set <code>{e(str(evaluated.get("key")))}</code>, as-of dates
-{e(" .. ".join(evaluated.get("holdout") or []))}, {evaluated.get("rows")} rows (both models scored on the same rows).
-Mode <code>{e(decision["mode"])}</code>; triggered by {e(decision["triggered_by"])};
-reason: {e(decision["reason"] or "-")}.</p>
-<h2>Gates</h2><table><tr><th>gate</th><th>result</th><th>observed</th><th>threshold</th><th>detail</th></tr>
-{gate_rows}</table>
-<h2>Metrics</h2><table><tr><th>metric</th>{header}</tr>{rows}</table>
-<h2>{e(primary)} by slice</h2><table><tr><th>slice</th>{header}</tr>{slice_rows}</table>
-{images}
-<p>Decision id <code>{e(decision["decision_id"])}</code>, DAG run <code>{e(decision["dag_run_id"])}</code>.</p>
-</body></html>"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(body)
-    return path
+    return reports.write_html(
+        path,
+        "reports/evaluation.html",
+        decision=decision,
+        primary=primary,
+        evaluation_set={
+            "key": str(evaluated.get("key")),
+            "holdout": " .. ".join(evaluated.get("holdout") or []),
+            "rows": evaluated.get("rows"),
+        },
+        gates=[
+            {
+                "name": g["name"],
+                "passed": g["passed"],
+                "observed": _number(g["observed"]),
+                "threshold": g["threshold"],
+                "detail": g.get("detail", ""),
+            }
+            for g in decision.get("gates", [])
+        ],
+        sides=[{"name": s, "version": decision[s]["version"]} for s in sides],
+        metrics=[(m, [_number(decision[s]["metrics"].get(m, nan)) for s in sides]) for m in metric_names],
+        slices=[(n, [on_slice(s, n) for s in sides]) for n in slice_names],
+        figures=[{"title": title, "src": f"data:image/png;base64,{png}"} for title, png in figures],
+    )

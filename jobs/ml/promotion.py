@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs import cli
+from jobs import cli, reports
 from jobs.config import ModelConfig, load_model_config
 from jobs.ml.evaluation import evaluate_scores, evaluation_set, plots, score, write_report
 from jobs.ml.gates import Evaluation, should_promote
@@ -83,22 +83,6 @@ def _side(client: Any, config: ModelConfig, version: int, frame: Any, report: di
         "score_std": evaluation.score_std,
         "positive_rate": evaluation.positive_rate,
     }
-
-
-def decision_dir(settings: Settings, model: str, dag_run_id: str) -> Path:
-    """Where one DAG run's decision.json and evaluation report go (a retry of the run replaces them)."""
-    return settings.reports_root / "evaluation" / model / dag_run_id
-
-
-def read_decision(path: str | Path, dag_run_id: str | None = None) -> dict | None:
-    """A decision.json, or None when missing, unreadable or from another DAG run."""
-    try:
-        decision = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    if dag_run_id is not None and decision.get("dag_run_id") != dag_run_id:
-        return None
-    return decision
 
 
 def audit_row(decision: dict[str, Any], applied: bool) -> dict[str, Any]:
@@ -294,7 +278,7 @@ def decide(
         "report": None,
         "evaluation_run_id": None,
     }
-    out_dir = decision_dir(settings, model, dag_run_id)
+    out_dir = reports.report_dir(settings, "evaluation", model, dag_run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     if kind == "auto":
@@ -387,10 +371,10 @@ def _finish(
         decision["champion_after"] = move
         decision["previous_champion_after"] = decision["champion_before"]
     decision["summary"] = _summary(decision)
+    decision_file = out_dir / reports.SUMMARY_FILES["evaluation"]
     if decision["action"] != "skipped":
-        report = write_report(out_dir / "index.html", decision, figures)
-        decision["report"] = report.resolve().as_uri()
-        (out_dir / "decision.json").write_text(json.dumps(decision, indent=2, default=str))
+        decision["report"] = reports.file_uri(write_report(out_dir / "index.html", decision, figures))
+        reports.write_summary(decision_file, decision)
         decision["evaluation_run_id"] = _log_evaluation(decision, out_dir, experiment_id(settings, model))
     write_audit(spark, settings, audit_row(decision, applied=move is None))
     if move is not None:
@@ -403,7 +387,7 @@ def _finish(
     else:
         decision["applied"] = decision["action"] in {"rejected", "dry_run", "skipped"}
     _tag_versions(client, decision)
-    (out_dir / "decision.json").write_text(json.dumps(decision, indent=2, default=str))
+    reports.write_summary(decision_file, decision)
     log.info("%s: %s", model, decision["summary"])
     return decision
 
@@ -451,10 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     except PromotionError as exc:
         # Asking again would fail the same way (no such version, no reason given): say so for the operator.
         log.error("%s", exc)
-        out = decision_dir(load(), config.name, args.dag_run_id)
-        out.mkdir(parents=True, exist_ok=True)
         error = {"dag_run_id": args.dag_run_id, "kind": args.kind, "model": config.name, "error": str(exc)}
-        (out / "decision.json").write_text(json.dumps(error, indent=2))
+        reports.write_summary(reports.summary_path(load(), "evaluation", config.name, args.dag_run_id), error)
         return 2
     print(json.dumps({k: decision[k] for k in ("decision_id", "action", "champion_before", "champion_after")}))
     if args.kind == "promote" and decision["action"] == "rejected":

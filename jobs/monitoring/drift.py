@@ -10,8 +10,9 @@ the as-of date whose labels just matured, against the champion's metric at promo
 
 Writes: one row per (date, column) in ``ops/drift_metrics``, one per date in ``ops/drift_windows``, and, when
 ``jobs.monitoring.alerts.should_alert`` opens an episode, one in ``ops/drift_alerts`` (all replaceWhere/MERGE on
-the date, so a re-run replaces). The HTML report (Evidently 0.7 on a sample, under the full-data decisions) goes to
-``reports/drift/<model>/<date>/`` and to MLflow; ``summary.json`` beside it is what the DAG's alert task reads.
+the date, so a re-run replaces). The HTML report (``include/reports/drift.html``: the full-data decisions, over
+Evidently 0.7 on a sample) goes to ``reports/drift/<model>/<date>/`` and to MLflow; ``summary.json`` beside it is
+what the DAG's alert task reads.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs import cli
+from jobs import cli, reports
 from jobs.config import ModelConfig, load_model_config
 from jobs.features.build import GOLD_TABLE
 from jobs.features.labels import LABELS_TABLE
@@ -45,20 +46,7 @@ METRICS_TABLE = ("ops", "drift_metrics")
 WINDOWS_TABLE = ("ops", "drift_windows")
 ALERTS_TABLE = ("ops", "drift_alerts")
 SCORE = "score"
-
-
-def report_dir(settings: Settings, model: str, as_of: date | str) -> Path:
-    """Where one night's drift report and summary.json go (a re-run replaces them)."""
-    return settings.reports_root / "drift" / model / str(as_of)
-
-
-def read_summary(path: str | Path, as_of: str | None = None) -> dict | None:
-    """A night's summary.json, or None when missing, unreadable or for another date."""
-    try:
-        summary = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return summary if as_of is None or summary.get("as_of_date") == as_of else None
+EVIDENTLY = "evidently.html"  # Evidently's own page, beside index.html
 
 
 def _champion_details(settings: Settings, config: ModelConfig) -> dict[str, Any]:
@@ -239,7 +227,7 @@ def _history(spark: SparkSession, settings: Settings, config: ModelConfig, as_of
     path = settings.table_path(*ALERTS_TABLE)
     if DeltaTable.isDeltaTable(spark, path):
         sent = [
-            alerts.Alert(r.as_of_date, r.episode_id, r.retrain)
+            alerts.Alert(r.as_of_date, r.episode_id)
             for r in spark.read.format("delta").load(path).where(F.col("model") == config.name).collect()
         ]
     return windows, sent
@@ -298,7 +286,7 @@ def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of:
         perf and {k: perf[k] for k in ("as_of_date", "drop")},
     )
 
-    out = report_dir(settings, config.name, as_of)
+    out = reports.report_dir(settings, "drift", config.name, as_of)
     out.mkdir(parents=True, exist_ok=True)
     report = write_report(spark, settings, config, champion, columns, current_df, results, share, perf, as_of, out)
     current_df.unpersist()
@@ -388,7 +376,7 @@ def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of:
         if decision.retrain
         else None,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    reports.write_summary(out / reports.SUMMARY_FILES["drift"], summary)
     return summary
 
 
@@ -407,6 +395,51 @@ def _binnable(*sides: Any) -> bool:
     return True
 
 
+def report_values(
+    config: ModelConfig,
+    champion: dict,
+    results: list,
+    share: float,
+    perf: dict | None,
+    as_of: date,
+    sample_rows: int,
+    not_plotted: list[str],
+) -> dict[str, Any]:
+    """What ``include/reports/drift.html`` shows, numbers formatted: drifted columns first, by score."""
+    performance = None
+    if perf:
+        performance = {
+            "as_of_date": perf["as_of_date"],
+            "rows": perf["rows"],
+            "primary": perf["primary"],
+            "value": f"{perf['metrics'][perf['primary']]:.4f}",
+            "at_promotion": perf["at_promotion"],
+            "drop": perf["drop"],
+        }
+    return {
+        "model": config.name,
+        "version": champion["version"],
+        "as_of": str(as_of),
+        "trainset": str(champion["trainset"]),
+        "drifted_share": f"{share:.0%}",
+        "alert_share": f"{config.drift.max_drifted_share:.0%}",
+        "sample_rows": sample_rows,
+        "not_plotted": not_plotted,
+        "performance": performance,
+        "evidently": EVIDENTLY,
+        "columns": [
+            {
+                "column": r.column,
+                "method": r.method,
+                "score": f"{r.score:.4f}",
+                "threshold": f"{r.threshold:g}",
+                "drifted": r.drifted,
+            }
+            for r in sorted(results, key=lambda r: (not r.drifted, -r.score))
+        ],
+    }
+
+
 def write_report(
     spark: SparkSession,
     settings: Settings,
@@ -421,8 +454,6 @@ def write_report(
     out: Path,
 ) -> str:
     """index.html (the full-data decisions) + evidently.html (Evidently 0.7 on a sample of each side), in MLflow."""
-    import html
-
     import mlflow
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
@@ -441,42 +472,18 @@ def write_report(
     skipped = sorted(set(cols) - set(plotted))
     if skipped:  # numpy cannot histogram them (e.g. a huge constant); their decisions above still use every row
         log.warning("not in the Evidently report (values cannot be binned): %s", skipped)
-    e = html.escape
     try:
         definition = DataDefinition(numerical_columns=plotted)
         snapshot = Report([DataDriftPreset(columns=plotted)]).run(
             current_data=Dataset.from_pandas(sides["current"][plotted], data_definition=definition),
             reference_data=Dataset.from_pandas(sides["reference"][plotted], data_definition=definition),
         )
-        snapshot.save_html(str(out / "evidently.html"))
+        snapshot.save_html(str(out / EVIDENTLY))
     except Exception as error:  # the report is for reading; the decisions come from the Spark profiles
         log.warning("Evidently's HTML report failed (%s); the drift decisions stand", error)
-        (out / "evidently.html").write_text(f"<p>Evidently's report could not be drawn: {e(repr(error))}</p>")
-    rows = "".join(
-        f"<tr style='color:{'#a11' if r.drifted else '#161'}'><td>{e(r.column)}</td><td>{r.method}</td>"
-        f"<td>{r.score:.4f}</td><td>{r.threshold:g}</td><td>{'DRIFT' if r.drifted else 'ok'}</td></tr>"
-        for r in sorted(results, key=lambda r: (not r.drifted, -r.score))
-    )
-    perf_html = "labels for this window have not matured yet"
-    if perf:
-        perf_html = (
-            f"as-of {perf['as_of_date']} ({perf['rows']} customers, labels matured): {perf['primary']} "
-            f"{perf['metrics'][perf['primary']]:.4f} vs {perf['at_promotion']} at promotion (drop {perf['drop']})"
-        )
-    (out / "index.html").write_text(
-        f"""<!doctype html><html><head><meta charset="utf-8"><title>drift {e(config.name)} {as_of}</title>
-<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:3px 9px;border:1px solid #ccc}}
-table{{border-collapse:collapse}}</style></head><body>
-<h1>Drift: {e(config.name)} v{champion["version"]}, window ending {as_of}</h1>
-<p>{share:.0%} of feature weight drifted (alert share {config.drift.max_drifted_share:.0%}). Reference: the champion's
-training rows (training set <code>{e(str(champion["trainset"]))}</code>). Decisions below use every row of both sides;
-the <a href="evidently.html">Evidently report</a> shows distributions on a sample of {limit} rows per side{
-            f" (not drawn, values cannot be binned: {e(', '.join(skipped))})" if skipped else ""
-        }.</p>
-<p>Performance: {e(perf_html)}</p>
-<table><tr><th>column</th><th>test</th><th>score</th><th>threshold</th><th></th></tr>{rows}</table>
-<iframe src="evidently.html" style="width:100%;height:1600px;border:0"></iframe></body></html>"""
-    )
+        reports.write_html(out / EVIDENTLY, "reports/evidently_error.html", error=repr(error))
+    page = report_values(config, champion, results, share, perf, as_of, limit, skipped)
+    index = reports.write_html(out / "index.html", "reports/drift.html", **page)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     with mlflow.start_run(
         experiment_id=experiment_id(settings, config.name),
@@ -490,7 +497,7 @@ the <a href="evidently.html">Evidently report</a> shows distributions on a sampl
             }
         )
         mlflow.log_artifacts(str(out), "drift")
-    return (out / "index.html").resolve().as_uri()
+    return reports.file_uri(index)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,29 +1,13 @@
-"""E-mail content for the team: rendered from templates under include/email/ (HTML, escaped)."""
+"""E-mail content for the team: rendered from templates under include/email/ (HTML, escaped) by jobs.reports."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
-from functools import cache
 from typing import Any
 
+from jobs import reports
 from jobs.config import load_model_config
-from jobs.settings import REPO_ROOT, load
-
-TEMPLATES = REPO_ROOT / "include" / "email"
-
-
-@cache
-def _environment() -> Any:
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-    return Environment(
-        loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]), undefined=StrictUndefined
-    )
-
-
-def render(template: str, **values: Any) -> str:
-    """Render ``include/email/<template>`` with ``values``."""
-    return _environment().get_template(template).render(**values)
+from jobs.settings import load
 
 
 def recipients(model: str) -> list[str]:
@@ -44,7 +28,7 @@ def quality_gate_email(summary: dict | None, **context: Any) -> tuple[str, str]:
             f"[ml-platform] data-quality gate FAILED for {model} {window}: "
             f"{failures} critical expectation{'s' if failures != 1 else ''} failed"
         )
-    return subject, render("quality_gate.html", summary=summary, **context)
+    return subject, reports.render("email/quality_gate.html", summary=summary, **context)
 
 
 SUBJECTS = {
@@ -72,7 +56,7 @@ def promotion_email(decision: dict | None, **context: Any) -> tuple[str, str]:
         failed = decision.get("failed_gates") or []
         if decision["action"] == "rejected" and failed:
             subject += f": failed {', '.join(failed)}"
-    return subject, render("promotion.html", decision=decision, metrics=_metric_rows(decision), **context)
+    return subject, reports.render("email/promotion.html", decision=decision, metrics=_metric_rows(decision), **context)
 
 
 def _metric_rows(decision: dict) -> list[tuple[str, float | None, float | None]]:
@@ -96,8 +80,8 @@ def drift_email(summary: dict, retrain_run_id: str | None, **context: Any) -> tu
         + (", predictions drifted" if summary["prediction"]["drifted"] else "")
         + (", retraining started" if retrain_run_id else ", no retraining")
     )
-    html = render(
-        "drift_alert.html",
+    html = reports.render(
+        "email/drift_alert.html",
         s=summary,
         drifted=drifted[:15],
         more=max(len(drifted) - 15, 0),

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jobs import cli
+from jobs import cli, reports
 from jobs.config import ModelConfig, feature_columns, load_model_config
 from jobs.features import build
 from jobs.lake import clean, ingest
@@ -252,25 +252,6 @@ def datasets(
     return frames, history
 
 
-def read_summary(path: str | Path, run_id: str | None = None, newer_than: float | None = None) -> dict | None:
-    """A gate's summary.json, or None when missing, unreadable, from another run, or older than ``newer_than``."""
-    path = Path(path)
-    try:
-        if newer_than is not None and path.stat().st_mtime < newer_than - 1:
-            return None
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if run_id is not None and summary.get("run_id") != run_id:
-        return None
-    return summary
-
-
-def report_dir(settings: Settings, model: str, start: date | str, end: date | str) -> Path:
-    """Where a window's Data Docs and summary.json go (a re-run of the window replaces them)."""
-    return settings.reports_root / "quality" / model / f"{start}_{end}"
-
-
 def _expected(kwargs: dict[str, Any]) -> str:
     """A short human reading of what an expectation asked for."""
     shown = {k: v for k, v in kwargs.items() if k not in {"column", "batch_id", "condition_parser", "result_format"}}
@@ -424,7 +405,7 @@ def run_gate(
     if skipped:
         log.info("not checked this run (condition not met): %s", skipped)
 
-    out = report_dir(settings, config.name, start, end)
+    out = reports.report_dir(settings, "quality", config.name, start, end)
     docs = out / "docs"
     shutil.rmtree(docs, ignore_errors=True)  # a re-run of the window replaces its report
     gold = frames["gold"].persist()
@@ -433,11 +414,9 @@ def run_gate(
         result.outcomes = validate(frames, specs, docs, run_id)
     finally:
         gold.unpersist()
-    result.report = (docs / "index.html").resolve().as_uri()
+    result.report = reports.file_uri(docs / "index.html")
     result.seconds = round(time.perf_counter() - started, 1)
-    result.summary_path = str(out / "summary.json")
-    out.mkdir(parents=True, exist_ok=True)
-    Path(result.summary_path).write_text(json.dumps(result.to_json(), indent=2, default=str))
+    result.summary_path = str(reports.write_summary(out / reports.SUMMARY_FILES["quality"], result.to_json()))
     _persist(spark, settings, result)
     return result
 

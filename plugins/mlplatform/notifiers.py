@@ -7,7 +7,7 @@ from typing import Any
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
 from jobs.notify.mails import quality_gate_email, recipients
-from jobs.quality.gate import read_summary
+from jobs.reports import read_summary
 from jobs.settings import load
 
 
@@ -63,11 +63,10 @@ class PromotionNotifier(_TeamNotifier):
         self.decision_path = decision_path
 
     def notify(self, context: Any) -> None:
-        from jobs.ml.promotion import read_decision
         from jobs.notify.mails import promotion_email
 
         ti = context["ti"]
-        decision = read_decision(self.decision_path, dag_run_id=context["run_id"])
+        decision = read_summary(self.decision_path, dag_run_id=context["run_id"])
         if decision is not None and decision.get("action") == "skipped":
             self.log.info("no promotion e-mail: %s", decision.get("summary"))
             return
@@ -95,10 +94,9 @@ class DriftAlertNotifier(_TeamNotifier):
         self.retrain_run_id = retrain_run_id
 
     def notify(self, context: Any) -> None:
-        from jobs.monitoring.drift import read_summary as read_drift_summary
         from jobs.notify.mails import drift_email
 
-        summary = read_drift_summary(self.summary_path)
+        summary = read_summary(self.summary_path)
         if summary is None:
             raise FileNotFoundError(f"no drift summary at {self.summary_path}; nothing to mail")
         ti = context["ti"]

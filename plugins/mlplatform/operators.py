@@ -11,7 +11,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from jobs.quality.gate import read_summary
+from jobs.reports import read_summary
 from mlplatform.links import (
     DataQualityReportLink,
     DriftReportLink,
@@ -169,13 +169,11 @@ class PromotionOperator(SparkSubmitOperator):
         self.decision_path = decision_path
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from jobs.ml.promotion import read_decision
-
         started = time.time()
         try:
             super().execute(context)
         except Exception as exc:
-            decision = _fresh(read_decision(self.decision_path, context["run_id"]), self.decision_path, started)
+            decision = read_summary(self.decision_path, dag_run_id=context["run_id"], newer_than=started)
             _link_decision(context, decision)
             if decision and decision.get("error"):
                 raise AirflowFailException(f"promotion refused: {decision['error']}; not retried") from exc
@@ -184,7 +182,7 @@ class PromotionOperator(SparkSubmitOperator):
                     f"{decision['summary']} Report: {decision['report']}. Force it with a reason if you must."
                 ) from exc
             raise
-        decision = _fresh(read_decision(self.decision_path, context["run_id"]), self.decision_path, started)
+        decision = read_summary(self.decision_path, dag_run_id=context["run_id"], newer_than=started)
         if decision is None or "action" not in decision:
             raise AirflowFailException(f"the promotion job exited 0 but wrote no decision at {self.decision_path}")
         self.log.info("%s", decision["summary"])
@@ -204,16 +202,6 @@ def _link_decision(context: Any, decision: dict | None) -> None:
         push_mlflow_run(context, decision.get("evaluation_run_id"))
 
 
-def _fresh(decision: dict | None, path: str, since: float) -> dict | None:
-    """``decision`` only if its file was written by this try (a retry must not read the previous try's)."""
-    import os
-
-    try:
-        return decision if decision is not None and os.path.getmtime(path) >= since - 1 else None
-    except OSError:
-        return None
-
-
 class DriftMonitorOperator(SparkSubmitOperator):
     """Run ``jobs.monitoring.drift`` under spark-submit; return tonight's alert decision (small) for the alert."""
 
@@ -226,11 +214,10 @@ class DriftMonitorOperator(SparkSubmitOperator):
         self.as_of_date = as_of_date
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from jobs.monitoring.drift import read_summary as read_drift_summary
-
         started = time.time()
         super().execute(context)
-        summary = _fresh(read_drift_summary(self.summary_path, self.as_of_date), self.summary_path, started)
+        # A retry must not pass on the previous try's summary, nor another night's.
+        summary = read_summary(self.summary_path, as_of_date=self.as_of_date, newer_than=started)
         if summary is None:
             raise AirflowFailException(f"the drift job exited 0 but wrote no summary at {self.summary_path}")
         self.log.info("drift report: %s", summary["report"])

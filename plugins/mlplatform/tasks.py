@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobs import reports
 from jobs.settings import REPO_ROOT, load
 from jobs.spark import spark_conf, submit_env
 
@@ -41,11 +42,10 @@ def spark_job(task_id: str, module: str, args: list[str], operator: Any = None, 
 
 def quality_gate(model: str, start: str, end: str, run_id: str, **kwargs: Any) -> Any:
     """The data-quality gate task for ``model`` over [start, end] (templates): fails fast and mails on bad data."""
-    from jobs.quality.gate import report_dir
     from mlplatform.notifiers import QualityGateNotifier
     from mlplatform.operators import QualityGateOperator
 
-    summary = str(report_dir(load(), model, start, end) / "summary.json")
+    summary = str(reports.summary_path(load(), "quality", model, start, end))
     return spark_job(
         "quality_gate",
         "jobs.quality.gate",
@@ -122,11 +122,10 @@ TRIGGERED_BY = (
 
 def promotion_task(task_id: str, model: str, kind: str, args: list[str], **kwargs: Any) -> Any:
     """``jobs.ml.promotion <kind>`` under spark-submit: evaluate, decide, audit, move aliases, then mail the team."""
-    from jobs.ml.promotion import decision_dir
     from mlplatform.notifiers import PromotionNotifier
     from mlplatform.operators import PromotionOperator
 
-    decision = str(decision_dir(load(), model, "{{ run_id }}") / "decision.json")
+    decision = str(reports.summary_path(load(), "evaluation", model, "{{ run_id }}"))
     notifier = PromotionNotifier(model=model, decision_path=decision)
     return spark_job(
         task_id,
@@ -153,7 +152,6 @@ def promotion_task(task_id: str, model: str, kind: str, args: list[str], **kwarg
 
 def drift_task(model: str, as_of: str, **kwargs: Any) -> Any:
     """``jobs.monitoring.drift`` for the window ending ``as_of`` (a template); its XCom is the alert decision."""
-    from jobs.monitoring.drift import report_dir
     from mlplatform.operators import DriftMonitorOperator
 
     return spark_job(
@@ -161,7 +159,7 @@ def drift_task(model: str, as_of: str, **kwargs: Any) -> Any:
         "jobs.monitoring.drift",
         ["--model", model, "--date", as_of, "--run-id", "{{ run_id }}"],
         operator=DriftMonitorOperator,
-        summary_path=str(report_dir(load(), model, as_of) / "summary.json"),
+        summary_path=str(reports.summary_path(load(), "drift", model, as_of)),
         as_of_date=as_of,
         **kwargs,
     )
