@@ -1,4 +1,10 @@
-"""Shared fixtures: an isolated platform home per test session and one local Spark session with Delta."""
+"""Shared fixtures and the test tiers.
+
+A test's tier is the folder it lives in (unit, spark, dags, integration, deploy, bench), and it gets that marker;
+spark/ and integration/ are also ``slow``. Everything a test run writes is isolated from the developer's
+.platform: a temp MLP_HOME for the session, and for each test that asks for ``settings`` a platform home of its own
+(lake, landing zone, reports, mail, MLflow store) in one temp folder.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,30 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from jobs.settings import Settings
+
 REPO = Path(__file__).resolve().parent.parent
+TESTS = REPO / "tests"
+TIERS = ("unit", "spark", "dags", "integration", "deploy", "bench")
+SLOW_TIERS = {"spark", "integration"}  # a SparkSession or an Airflow run in every test
 
 # Isolate everything a test run writes (lake, landing, Airflow home, MLflow) from the developer's .platform.
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="mlp-test-"))
 atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 os.environ["MLP_HOME"] = str(_SESSION_HOME)
-for _name in ("MLP_LAKE_ROOT", "MLP_LANDING_ROOT", "MLP_REPORTS_ROOT", "MLP_MAIL_ROOT", "MLFLOW_TRACKING_URI"):
+for _name in (
+    "MLP_LAKE_ROOT",
+    "MLP_LANDING_ROOT",
+    "MLP_REPORTS_ROOT",
+    "MLP_MAIL_ROOT",
+    "MLFLOW_TRACKING_URI",
+    "MLP_MLFLOW_ARTIFACT_ROOT",
+):
     os.environ.pop(_name, None)
 os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME / "airflow")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
@@ -60,16 +80,55 @@ def spark() -> Iterator[object]:
     session.stop()
 
 
-@pytest.fixture()
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Settings whose lake and landing zone live in this test's own temp folder."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier (the folder under tests/ it lives in); spark/ and integration/ are slow."""
+    for item in items:
+        parts = item.path.relative_to(TESTS).parts if item.path.is_relative_to(TESTS) else ()
+        tier = parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+        if tier is None:
+            continue  # tests/unit/test_layout.py says every test file lives in a tier
+        item.add_marker(getattr(pytest.mark, tier))
+        if tier in SLOW_TIERS:
+            item.add_marker(pytest.mark.slow)
+
+
+def _platform_in(root: Path, env: pytest.MonkeyPatch) -> Settings:
+    """Point the platform at ``root`` (lake, landing, reports, mail, MLflow store): the Settings, and the
+    environment that the jobs, the spark-submit children and Airflow's tasks read."""
     from jobs.settings import load
 
-    monkeypatch.setenv("MLP_LAKE_ROOT", str(tmp_path / "lake"))
-    monkeypatch.setenv("MLP_LANDING_ROOT", str(tmp_path / "landing"))
-    monkeypatch.setenv("MLP_REPORTS_ROOT", str(tmp_path / "reports"))
-    monkeypatch.setenv("MLP_MAIL_ROOT", str(tmp_path / "mail"))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    env.setenv("MLP_HOME", str(root))
+    env.setenv("MLP_LAKE_ROOT", str(root / "lake"))
+    env.setenv("MLP_LANDING_ROOT", str(root / "landing"))
+    env.setenv("MLP_REPORTS_ROOT", str(root / "reports"))
+    env.setenv("MLP_MAIL_ROOT", str(root / "mail"))
+    env.setenv("MLFLOW_TRACKING_URI", uri)
+    env.setenv("MLP_MLFLOW_ARTIFACT_ROOT", str(root / "artifacts"))
+    _mlflow_uri(uri)
     return load()
+
+
+def _mlflow_uri(uri: str | None) -> None:
+    """The MLflow client keeps the last URI it was given over the environment: give it this one (None: forget)."""
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(uri)
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The shared lake: Settings whose lake, landing zone, reports, mail and MLflow store live in this test's
+    temp folder (also in the environment, for subprocesses)."""
+    yield _platform_in(tmp_path, monkeypatch)
+    _mlflow_uri(None)  # before monkeypatch restores the environment
+
+
+@pytest.fixture(scope="module")
+def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """``settings`` shared by a module's tests, for a lake that is expensive to build (once per module)."""
+    with pytest.MonkeyPatch.context() as env:
+        yield _platform_in(tmp_path_factory.mktemp("platform"), env)
+        _mlflow_uri(None)
 
 
 class _Inbox:

@@ -31,31 +31,25 @@ END = START + timedelta(days=DAYS - 1)
 
 
 @pytest.fixture(scope="module")
-def lake(spark, tmp_path_factory):
-    """~20k generator transactions through ingest and clean, and Spark's backfill over every date."""
+def lake(spark, module_settings):
+    """~20k generator transactions through ingest and clean, and Spark's backfill over every date (once)."""
     from pyspark.sql import functions as F
 
-    from jobs.settings import load
+    settings = module_settings
+    harness.synthetic_silver(spark, settings, 20_000, 500, {}, days=DAYS)
+    build.build_features(spark, settings, CONFIG, START, END, "spark-backfill")
+    gold = settings.table_path(*build.GOLD_TABLE)
 
-    root = tmp_path_factory.mktemp("duckdb-lake")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("MLP_LAKE_ROOT", str(root / "lake"))
-        env.setenv("MLP_LANDING_ROOT", str(root / "landing"))
-        settings = load()
-        harness.synthetic_silver(spark, settings, 20_000, 500, {}, days=DAYS)
-        build.build_features(spark, settings, CONFIG, START, END, "spark-backfill")
-        gold = settings.table_path(*build.GOLD_TABLE)
+    def gold_files(first, last):
+        return harness.delta_files(spark, gold, F.col("as_of_date").between(F.lit(first), F.lit(last)))
 
-        def gold_files(first, last):
-            return harness.delta_files(spark, gold, F.col("as_of_date").between(F.lit(first), F.lit(last)))
-
-        yield SimpleNamespace(
-            settings=settings,
-            gold=gold,
-            silver=harness.delta_files(spark, settings.table_path(*build.SILVER_TABLE)),
-            gold_files=gold_files,
-            backfill=gold_files(START, END),
-        )
+    return SimpleNamespace(
+        settings=settings,
+        gold=gold,
+        silver=harness.delta_files(spark, settings.table_path(*build.SILVER_TABLE)),
+        gold_files=gold_files,
+        backfill=gold_files(START, END),
+    )
 
 
 def _duckdb(query: str, out: Path) -> list[str]:

@@ -57,12 +57,12 @@ def test_report_url_is_the_file_or_the_served_copy(tmp_path: Path) -> None:
     assert report_url(None, root) == "" and report_url("", root) == ""
 
 
-def test_get_link_builds_the_url_from_what_the_task_pushed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_get_link_builds_the_url_from_what_the_task_pushed(monkeypatch: pytest.MonkeyPatch, settings) -> None:
     """``XCom.get_value`` is stubbed here; the slow tests below read real XComs."""
     from mlplatform import links
 
     key = SimpleNamespace(dag_id="d", task_id="t", run_id="r", map_index=-1)
-    report = tmp_path / "reports" / "drift" / "m" / "2024-01-01" / "index.html"
+    report = settings.reports_root / "drift" / "m" / "2024-01-01" / "index.html"
     pushed = {
         (key.task_id, links.MLflowRunLink.source_key): {"run_id": "ab12", "experiment_id": "3"},
         (key.task_id, links.DriftReportLink.source_key): report.as_uri(),
@@ -77,7 +77,6 @@ def test_get_link_builds_the_url_from_what_the_task_pushed(monkeypatch: pytest.M
 
     monkeypatch.setattr(links, "XCom", _XCom)
     monkeypatch.setenv("MLP_MLFLOW_UI_URL", "https://mlflow.example.org")
-    monkeypatch.setenv("MLP_REPORTS_ROOT", str(tmp_path / "reports"))
     monkeypatch.setenv("MLP_REPORTS_URL", "https://reports.example.org/ml")
     assert links.MLflowRunLink().get_link(None, ti_key=key) == "https://mlflow.example.org/#/experiments/3/runs/ab12"
     assert links.DriftReportLink().get_link(None, ti_key=key) == (
@@ -165,13 +164,13 @@ from datetime import datetime
 from airflow.sdk import DAG
 from mlplatform.operators import LocalTrainingOperator, QualityGateOperator
 
-from jobs.quality.gate import report_dir
+from jobs.reports import summary_path
 from jobs.settings import load
 
 with DAG("links_probe", schedule=None, start_date=datetime(2024, 1, 1), tags=["test"]):
     gate = QualityGateOperator(
         task_id="quality_gate",
-        summary_path=str(report_dir(load(), "m", "2024-01-01", "2024-01-01") / "summary.json"),
+        summary_path=str(summary_path(load(), "quality", "m", "2024-01-01", "2024-01-01")),
         application="unused.py",
         conn_id="spark_default",
         retries=0,
@@ -190,7 +189,9 @@ def airflow_db() -> None:
 
 
 @pytest.mark.slow
-def test_links_resolve_through_airflow_after_a_run(airflow_db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+def test_links_resolve_through_airflow_after_a_run(
+    airflow_db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings
+):
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.taskinstance import TaskInstance
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -212,8 +213,7 @@ def test_links_resolve_through_airflow_after_a_run(airflow_db, monkeypatch: pyte
             ]
         ),
     )
-    reports = tmp_path / "reports"
-    monkeypatch.setenv("MLP_REPORTS_ROOT", str(reports))
+    reports = settings.reports_root
     monkeypatch.setenv("MLP_REPORTS_URL", "http://127.0.0.1:8090")
     monkeypatch.setenv("MLP_MLFLOW_UI_URL", "http://127.0.0.1:5000")
     docs = reports / "quality" / "m" / "2024-01-01_2024-01-01" / "docs" / "index.html"

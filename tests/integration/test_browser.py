@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from jobs.settings import REPO_ROOT, load
+from jobs.settings import REPO_ROOT
 from tooling import stack
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -40,10 +40,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory: pytest.TempPathFactory):
+def airflow(module_settings):
     """Airflow standalone (api-server, scheduler, dag-processor, triggerer) on loopback; stopped afterwards."""
-    home = tmp_path_factory.mktemp("browser-stack")
-    settings = dataclasses.replace(load(), home=home, airflow_home=home / "airflow", reports_root=home / "reports")
+    home = module_settings.home
+    settings = dataclasses.replace(module_settings, airflow_home=home / "airflow")  # not the session's Airflow
     ports = stack.Ports(airflow=_free_port(), mlflow=_free_port(), reports=_free_port())
     try:
         stack.up(settings, ports, only=("airflow",), timeout=420)
@@ -92,7 +92,6 @@ def _click(wait, locator: tuple[str, str]) -> None:
     wait.until(attempt)
 
 
-@pytest.mark.slow
 def test_log_in_trigger_training_with_a_reason_and_see_the_run(airflow, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -5,14 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import pytest
-
 from jobs.features import labels
 from jobs.lake import clean, ingest
-from jobs.settings import load
 from jobs.sources import cdnow
 
-pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -24,10 +20,9 @@ def _dag():
     return bag.dags["feature_pipeline"]
 
 
-def test_backfill_then_nightly_run_end_to_end(airflow_db, spark) -> None:
+def test_backfill_then_nightly_run_end_to_end(airflow_db, spark, settings) -> None:
     from airflow.utils.state import DagRunState
 
-    settings = load()
     frame = cdnow.read_cdnow()
     cdnow.replay(settings.landing_root, date(1997, 1, 1), date(1997, 1, 4), frame)
     dag = _dag()

@@ -14,7 +14,6 @@ from jobs.config import load_model_config
 from jobs.ml import promotion, registry
 from tests.registry_helpers import NOISE, STRONG, WEAK, register, synthetic_frame, write_training_set
 
-pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "purchase_propensity"
 
@@ -28,19 +27,12 @@ def _dag(dag_id: str):
 
 
 @pytest.fixture()
-def champion_and_previous(tmp_path, monkeypatch):
+def champion_and_previous(settings):
     """v1 (weak) was champion, v2 (strong) replaced it, v3 (noise) waits as challenger; a lake and registry of
-    this test's own, which the spark-submit child inherits through the environment."""
-    import mlflow
+    this test's own (the settings fixture's), which the spark-submit child inherits through the environment."""
     from mlflow import MlflowClient
 
-    from jobs.settings import load
-
-    for name, sub in (("MLP_LAKE_ROOT", "lake"), ("MLP_REPORTS_ROOT", "reports"), ("MLP_MLFLOW_ARTIFACT_ROOT", "art")):
-        monkeypatch.setenv(name, str(tmp_path / sub))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    settings, config = load(), load_model_config(MODEL)
+    config = load_model_config(MODEL)
     train = synthetic_frame(5000, 1, date(1997, 3, 1))
     write_training_set(settings, config, train, synthetic_frame(5000, 2, date(1997, 9, 1)))
     weak, strong, noise = (register(config, train, columns) for columns in (WEAK, STRONG, NOISE))

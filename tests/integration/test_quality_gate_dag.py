@@ -6,13 +6,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import pytest
 from mlplatform.tasks import features_asset
 
-from jobs.settings import load
 from jobs.sources import generate as gen
 
-pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "purchase_propensity"
 
@@ -40,16 +37,9 @@ def _asset_events() -> int:
         )
 
 
-def test_corrupted_night_fails_the_gate_stops_the_asset_and_mails_the_team(
-    airflow_db, smtp_server, tmp_path, monkeypatch
-) -> None:
+def test_corrupted_night_fails_the_gate_stops_the_asset_and_mails_the_team(airflow_db, smtp_server, settings) -> None:
     from airflow.utils.state import DagRunState, TaskInstanceState
 
-    # A lake of its own: the other DAG test's tables must not mix with these.
-    monkeypatch.setenv("MLP_LAKE_ROOT", str(tmp_path / "lake"))
-    monkeypatch.setenv("MLP_LANDING_ROOT", str(tmp_path / "landing"))
-    monkeypatch.setenv("MLP_REPORTS_ROOT", str(tmp_path / "reports"))
-    settings = load()
     gen.generate(
         gen.GeneratorConfig(
             out=settings.landing_root,

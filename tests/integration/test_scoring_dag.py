@@ -17,7 +17,6 @@ from jobs.ml import registry
 from jobs.serving import batch
 from tests.registry_helpers import STRONG, register, synthetic_frame, write_training_set
 
-pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "purchase_propensity"
 NIGHTS = (date(1998, 3, 1), date(1998, 3, 2))
@@ -32,22 +31,17 @@ def _dag():
 
 
 @pytest.fixture()
-def drifting_lake(spark, tmp_path, monkeypatch):
+def drifting_lake(spark, settings, tmp_path, monkeypatch):
     """A champion trained on 1997-like rows; two nights of aged customers; a policy that alerts on one window."""
     import mlflow
 
-    from jobs.config import load_model_config
     from jobs.settings import load
 
     raw = yaml.safe_load((REPO / "include" / "models" / f"{MODEL}.yaml").read_text())
     raw["drift"] = {"persistence_k": 1, "persistence_n": 1, "cooldown_days": 30}
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw))
-    for name, sub in (("MLP_LAKE_ROOT", "lake"), ("MLP_REPORTS_ROOT", "reports"), ("MLP_MLFLOW_ARTIFACT_ROOT", "art")):
-        monkeypatch.setenv(name, str(tmp_path / sub))
-    monkeypatch.setenv("MLP_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLP_MODELS_DIR", str(tmp_path / "models"))  # the DAG's tasks read this model file
     settings, config = load(), load_model_config(MODEL)
     train = synthetic_frame(6000, 1, date(1997, 3, 1))
     write_training_set(settings, config, train, synthetic_frame(3000, 2, date(1997, 9, 1)))

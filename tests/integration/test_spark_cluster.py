@@ -19,7 +19,7 @@ from jobs.settings import REPO_ROOT, Settings
 from jobs.spark import delta_package, spark_conf, submit_env
 from tooling.cluster import app_dirs, standalone_cluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = pytest.mark.cluster
 
 MODEL = "purchase_propensity"
 # A month keeps the cluster run short; the features job reads the same code paths for any range.

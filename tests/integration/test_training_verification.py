@@ -13,14 +13,6 @@ from jobs.ml import train
 MODEL = "purchase_propensity"
 
 
-@pytest.fixture()
-def mlflow_store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLP_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    return uri
-
-
 def _operator(script: str):
     from mlplatform.operators import LocalTrainingOperator
 
@@ -42,28 +34,28 @@ def _starts_a_run(then: str) -> str:
     """
 
 
-def test_exit_zero_without_an_mlflow_run_fails_the_task(mlflow_store) -> None:
+def test_exit_zero_without_an_mlflow_run_fails_the_task(settings) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
     with pytest.raises(AirflowFailException, match="training did not complete: no MLflow"):
         _operator("print('pretending to train')").execute({"run_id": "run-1"})
 
 
-def test_a_killed_training_process_fails_the_task(mlflow_store) -> None:
+def test_a_killed_training_process_fails_the_task(settings) -> None:
     from airflow.sdk.exceptions import AirflowException
 
     with pytest.raises(AirflowException, match="killed by SIGKILL"):
         _operator(_starts_a_run("os.kill(os.getpid(), signal.SIGKILL)")).execute({"run_id": "run-1"})
 
 
-def test_a_crash_mid_training_fails_the_task(mlflow_store) -> None:
+def test_a_crash_mid_training_fails_the_task(settings) -> None:
     from airflow.sdk.exceptions import AirflowException
 
     with pytest.raises(AirflowException, match="exited with 1"):
         _operator(_starts_a_run("raise RuntimeError('CUDA error: out of memory')")).execute({"run_id": "run-1"})
 
 
-def test_exit_zero_with_an_unfinished_run_fails_the_task(mlflow_store) -> None:
+def test_exit_zero_with_an_unfinished_run_fails_the_task(settings) -> None:
     """A process that dies without closing its run (os._exit) leaves it RUNNING: not a success."""
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -71,7 +63,7 @@ def test_exit_zero_with_an_unfinished_run_fails_the_task(mlflow_store) -> None:
         _operator(_starts_a_run("os._exit(0)")).execute({"run_id": "run-1"})
 
 
-def test_a_finished_run_without_metrics_or_model_fails_the_task(mlflow_store) -> None:
+def test_a_finished_run_without_metrics_or_model_fails_the_task(settings) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
     with pytest.raises(AirflowFailException, match="lacks metrics"):

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
-pytestmark = pytest.mark.slow
-
 
 def test_delta_round_trip_with_time_travel(spark, tmp_path) -> None:
     from delta.tables import DeltaTable

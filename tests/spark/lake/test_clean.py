@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-import pytest
-
 from jobs.lake import clean, ingest
 from jobs.sources import cdnow, landing
 from jobs.sources.generate import GeneratorConfig, generate
-
-pytestmark = pytest.mark.slow
 
 
 def _table(spark, settings, table):

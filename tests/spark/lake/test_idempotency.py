@@ -15,14 +15,10 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import pytest
-
 from jobs.config import load_model_config
 from jobs.features import build, labels
 from jobs.lake import clean, ingest
 from jobs.sources import generate as gen
-
-pytestmark = pytest.mark.slow
 
 START = date(1997, 1, 1)
 DAYS = 100
@@ -116,6 +112,8 @@ def test_killed_job_leaves_no_partial_data_and_a_rerun_completes(spark, settings
         sys.executable,
         "-m",
         "jobs.features.build",
+        "--model",
+        "purchase_propensity",
         "--start",
         str(START),
         "--end",
@@ -123,7 +121,7 @@ def test_killed_job_leaves_no_partial_data_and_a_rerun_completes(spark, settings
         "--run-id",
         "second",
     ]
-    env = {**os.environ, "MLP_LAKE_ROOT": str(settings.lake_root), "MLP_SPARK_MASTER": "local[2]"}
+    env = {**os.environ, "MLP_SPARK_MASTER": "local[2]"}  # the lake is the settings fixture's, from the environment
     job = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     try:

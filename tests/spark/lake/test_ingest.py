@@ -9,8 +9,6 @@ import pytest
 from jobs.lake import ingest
 from jobs.sources import cdnow, landing
 
-pytestmark = pytest.mark.slow
-
 
 def _bronze(spark, settings):
     return spark.read.format("delta").load(settings.table_path(*ingest.BRONZE_TABLE))

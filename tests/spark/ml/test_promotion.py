@@ -5,7 +5,6 @@ nothing, and a stale check-and-set fails."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import date
 
 import pytest
@@ -14,8 +13,6 @@ from jobs.config import load_model_config
 from jobs.ml import promotion
 from jobs.ml.registry import CHAMPION, PromotionError, StaleChampionError, aliases, move_champion
 from tests.registry_helpers import NOISE, STRONG, WEAK, register, synthetic_frame, write_training_set
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +24,8 @@ def data():
 
 
 @pytest.fixture()
-def registry(settings, data, tmp_path, monkeypatch):
-    """A fresh MLflow store and a training set whose holdout is the evaluation set."""
-    import mlflow
-
-    from jobs.settings import load
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("MLP_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])  # the client library keeps the last URI it was given
-    settings = load()
+def registry(settings, data):
+    """A training set whose holdout is the evaluation set, in this test's lake and fresh MLflow store."""
     config = load_model_config("purchase_propensity")
     write_training_set(settings, config, data["train"], data["holdout"])
     return settings, config
@@ -142,15 +131,13 @@ def test_a_stale_check_and_set_fails_and_leaves_the_other_promotion_alone(spark,
     assert _aliases(config)["champion"] == first
 
     # While this decision evaluates, someone else promotes `other`: the move must refuse, not overwrite.
-    from jobs.ml import evaluation
-
-    real = evaluation.evaluation_set
+    real = promotion.evaluation_set
 
     def concurrent(*args, **kwargs):
         client.set_registered_model_alias(config.name, CHAMPION, str(other))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "evaluation_set", concurrent)
+    monkeypatch.setattr(promotion, "evaluation_set", concurrent)  # the name promotion calls
     with pytest.raises(StaleChampionError):
         promotion.decide(spark, settings, config, kind="auto", dag_run_id="b")
     assert _aliases(config)["champion"] == other

@@ -16,7 +16,6 @@ from jobs.lake import clean, ingest
 from jobs.ml import registry, train, trainset
 from jobs.sources import generate as gen
 
-pytestmark = pytest.mark.slow
 START = date(1997, 1, 1)
 DAYS = 130
 
@@ -47,24 +46,9 @@ def small_config(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lake(spark, small_config, tmp_path_factory):
-    """Generator data through ingest, clean, features and labels; returns the settings pointing at it."""
-    import os
-
-    from jobs.settings import load
-
-    root = tmp_path_factory.mktemp("training-lake")
-    old = {
-        k: os.environ.get(k)
-        for k in ("MLP_LAKE_ROOT", "MLP_LANDING_ROOT", "MLFLOW_TRACKING_URI", "MLP_MLFLOW_ARTIFACT_ROOT")
-    }
-    os.environ.update(
-        MLP_LAKE_ROOT=str(root / "lake"),
-        MLP_LANDING_ROOT=str(root / "landing"),
-        MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}",
-        MLP_MLFLOW_ARTIFACT_ROOT=str(root / "artifacts"),
-    )
-    settings = load()
+def lake(spark, small_config, module_settings):
+    """Generator data through ingest, clean, features and labels, once for the module; returns its settings."""
+    settings = module_settings
     gen.generate(
         gen.GeneratorConfig(out=settings.landing_root, rows=12_000, customers=600, start=START, days=DAYS, seed=5)
     )
@@ -73,22 +57,7 @@ def lake(spark, small_config, tmp_path_factory):
     clean.clean(spark, settings, START, end, "t")
     build.build_features(spark, settings, small_config, START, end, "t")
     labels.build_labels(spark, settings, small_config, START, end, "t")
-    yield settings
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-def test_split_bounds_leave_a_horizon_between_splits(small_config) -> None:
-    split = trainset.split_bounds(date(1997, 1, 1), date(1997, 4, 1), small_config)
-    horizon = small_config.label.horizon_days
-    assert split.holdout == (date(1997, 3, 18), date(1997, 4, 1))
-    assert (split.holdout[0] - split.validation[1]).days > horizon
-    assert (split.validation[0] - split.train[1]).days > horizon
-    with pytest.raises(ValueError, match="not enough matured labels"):
-        trainset.split_bounds(date(1997, 1, 1), date(1997, 2, 1), small_config)
+    return settings
 
 
 def test_same_pinned_versions_give_the_same_rows_and_checksum(spark, lake, small_config) -> None:

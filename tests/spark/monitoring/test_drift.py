@@ -4,7 +4,6 @@ request), a re-run replaces its night without a second alert, and matured labels
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from jobs.monitoring import drift
 from jobs.serving import batch
 from tests.registry_helpers import STRONG, register, synthetic_frame, write_training_set
 
-pytestmark = pytest.mark.slow
 FIRST = date(1998, 3, 1)
 
 
@@ -32,16 +30,10 @@ def _night(day: date, seed: int, drifted: bool):
 
 
 @pytest.fixture()
-def monitored(spark, settings, tmp_path, monkeypatch):
+def monitored(spark, settings):
     """A champion trained on synthetic rows, and gold features + labels for four nights (the last two drifted)."""
     import mlflow
 
-    from jobs.settings import load
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("MLP_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    settings = load()
     base = load_model_config("purchase_propensity")
     # Labels mature after one day here, so each night also measures the previous night's scores.
     config = base.model_copy(
@@ -121,15 +113,3 @@ def test_stable_nights_stay_quiet_and_persistent_drift_opens_one_episode(spark, 
     assert read(drift.METRICS_TABLE).count() == 4 * (len(STRONG) + 1)
     assert read(drift.ALERTS_TABLE).count() == 1
     assert read(drift.WINDOWS_TABLE).where(f"as_of_date = '{days[3]}'").first().run_id == "rerun"
-
-
-def test_columns_numpy_cannot_bin_are_left_out_of_the_evidently_plots_only() -> None:
-    import numpy as np
-
-    from jobs.monitoring.drift import _binnable
-
-    assert _binnable(np.array([1.0, 2.0, np.nan]), np.array([3.0]))
-    assert _binnable(np.array([5.0]), np.array([5.0])), "a constant is drawn as one bar"
-    assert not _binnable(np.array([1e16, 1e16 + 2]), np.array([1e16])), "range too narrow for its magnitude"
-    assert not _binnable(np.array([1.0, 2.0]), np.array([1e16, 1e16 + 2])), "either side"
-    assert _binnable(np.array([1.0, np.inf]), np.array([2.0])), "infinities are dropped, as Evidently does"

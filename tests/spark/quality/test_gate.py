@@ -1,5 +1,6 @@
-"""The data-quality gate: suites load, the gate passes on clean CDNOW, fails on corrupted input, and every critical
-expectation fails for its own reason (each case breaks one thing in otherwise valid frames)."""
+"""The data-quality gate on Spark: the gate passes on clean CDNOW, fails on corrupted input, and every critical
+expectation fails for its own reason (each case breaks one thing in otherwise valid frames). Suites and plans
+without Spark: tests/unit/quality/test_gate.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs import reports
 from jobs.config import feature_columns, load_model_config
 from jobs.features import build
 from jobs.lake import clean, ingest
@@ -32,43 +34,6 @@ def specs(config) -> dict[str, list[gate.ExpectationSpec]]:
     planned, skipped = gate.plan(suites, config, D1, D2, HISTORY)
     assert skipped == []
     return planned
-
-
-def test_suites_load_and_name_real_gx_expectations(tmp_path: Path) -> None:
-    for name in gate.DATASETS:
-        suite = gate.load_suite(name)
-        assert suite.dataset == name and suite.expectations
-    bad = tmp_path / "silver.yaml"
-    bad.write_text("dataset: silver\nexpectations:\n  - {type: expect_column_to_be_lovely, severity: critical}\n")
-    with pytest.raises(ValueError, match="expect_column_to_be_lovely is not a Great Expectations"):
-        gate.load_suite("silver", tmp_path)
-    bad.write_text("dataset: silver\nexpectations:\n  - {type: expect_column_values_to_not_be_null, severity: high}\n")
-    with pytest.raises(ValueError, match="severity"):
-        gate.load_suite("silver", tmp_path)
-
-
-def test_plan_fills_the_run_values_and_skips_unmet_conditions(config) -> None:
-    suites = {name: gate.load_suite(name) for name in gate.DATASETS}
-    specs, skipped = gate.plan(suites, config, D1, D2, HISTORY)
-    fresh = next(s for s in specs["bronze"] if s.type == "expect_column_distinct_values_to_contain_set")
-    assert fresh.kwargs["value_set"] == ["1997-02-01", "1997-02-02"]
-    band = next(s for s in specs["volume"] if s.kwargs["column"] == "landed")
-    assert (band.kwargs["min_value"], band.kwargs["max_value"]) == (20.0, 500.0)
-    per_feature = [s for s in specs["gold"] if s.type == "expect_column_min_to_be_between"]
-    assert {s.kwargs["column"] for s in per_feature} == set(feature_columns(config))
-
-    # Two days of history is no band; the first week of data is not warm enough for the feature-spread checks.
-    early = date(1997, 1, 3)
-    specs, skipped = gate.plan(suites, config, early, early, [10, 12])
-    assert not any(s.kwargs.get("column") == "landed" for s in specs["volume"])
-    assert not any(s.type == "expect_column_stdev_to_be_between" for s in specs["gold"])
-    assert len(skipped) == 1 + len(feature_columns(config))
-
-
-def test_volume_band_is_the_trailing_median_times_the_factors() -> None:
-    suite = gate.load_suite("volume")
-    assert gate.volume_band([100, 120, 80, 100, 90, 110, 300], suite) == (20.0, 500.0)
-    assert gate.volume_band([100] * 6, suite) is None
 
 
 # --- every critical expectation fails for its own reason -------------------------------------------------------
@@ -358,7 +323,6 @@ def _stages(spark, settings, config, start: date, end: date) -> None:
     build.build_features(spark, settings, config, start, end, "stages")
 
 
-@pytest.mark.slow
 def test_gate_passes_on_clean_cdnow_days_and_records_every_expectation(spark, settings, config) -> None:
     first, night = date(1997, 1, 1), date(1997, 2, 5)
     cdnow.replay(settings.landing_root, first, night, cdnow.read_cdnow())
@@ -381,7 +345,6 @@ def test_gate_passes_on_clean_cdnow_days_and_records_every_expectation(spark, se
     assert ops.count() == len(result.outcomes) + len(backfill.outcomes)
 
 
-@pytest.mark.slow
 def test_gate_fails_on_generator_corruption_beyond_the_threshold(spark, settings, config) -> None:
     start = date(1997, 1, 1)
     gen.generate(
@@ -402,7 +365,7 @@ def test_gate_fails_on_generator_corruption_beyond_the_threshold(spark, settings
     result = gate.run_gate(spark, settings, config, night, night, "corrupt")
     with pytest.raises(gate.QualityGateFailed, match=r"volume\.expect_column_values_to_be_between\(quarantine_share\)"):
         gate.enforce(result)
-    summary = json.loads(Path(gate.report_dir(settings, config.name, night, night) / "summary.json").read_text())
+    summary = json.loads(reports.summary_path(settings, "quality", config.name, night, night).read_text())
     assert not summary["passed"]
     failed = {(f["dataset"], f["column"]) for f in summary["critical_failures"]}
     assert failed == {("volume", "quarantine_share")}

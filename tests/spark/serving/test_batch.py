@@ -4,7 +4,6 @@ scores), and a re-run of one date that leaves the others alone."""
 
 from __future__ import annotations
 
-import os
 from datetime import date
 
 import pytest
@@ -15,21 +14,15 @@ from jobs.ml import registry
 from jobs.serving import batch
 from tests.registry_helpers import STRONG, WEAK, register, synthetic_frame
 
-pytestmark = pytest.mark.slow
 DAYS = (date(1998, 1, 1), date(1998, 1, 2))
 
 
 @pytest.fixture()
-def lake(spark, settings, tmp_path, monkeypatch):
+def lake(spark, settings):
     """Gold features for two as-of dates and a registry with a champion (v1) and another version (v2)."""
     import mlflow
 
-    from jobs.settings import load
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("MLP_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-    settings, config = load(), load_model_config("purchase_propensity")
+    config = load_model_config("purchase_propensity")
     gold = synthetic_frame(1200, 3, DAYS[0]).drop(columns="label")
     gold["as_of_date"] = [DAYS[i % 2] for i in range(len(gold))]
     spark.createDataFrame(gold).write.format("delta").save(settings.table_path(*GOLD_TABLE))

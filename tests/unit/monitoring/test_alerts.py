@@ -21,7 +21,7 @@ def _nights(shares: list[float], policy: DriftConfig = POLICY) -> tuple[list[int
         decisions.append(decision)
         if decision.alert:
             mailed.append(night)
-            alerts.append(Alert(day, decision.episode_id, decision.retrain))
+            alerts.append(Alert(day, decision.episode_id))
     return mailed, decisions
 
 
@@ -61,7 +61,7 @@ def test_prediction_drift_counts_and_performance_decay_retrains_under_the_cooldo
     decayed = [Window(START, 0.0, performance_drop=0.08)]
     decision = should_alert(decayed, [], POLICY, "m")
     assert decision.alert and decision.retrain and "performance dropped by 0.0800" in decision.reason
-    recent = [Alert(START - timedelta(days=3), "m/earlier", True)]
+    recent = [Alert(START - timedelta(days=3), "m/earlier")]
     assert not should_alert(decayed, recent, POLICY, "m").retrain, "the cooldown stops retrain loops"
     off = POLICY.model_copy(update={"retrain_on_drift": False})
     assert not should_alert([Window(START + timedelta(days=i), 0.9) for i in range(3)], [], off, "m").retrain

@@ -8,8 +8,8 @@ import re
 import time
 from pathlib import Path
 
+from jobs import reports
 from jobs.notify import mails
-from jobs.quality import gate
 from jobs.settings import load
 
 REPO = Path(__file__).resolve().parents[3]
@@ -68,15 +68,15 @@ def test_recipients_come_from_the_model_config_first(monkeypatch) -> None:
 
 def test_read_summary_ignores_other_runs_and_stale_files(tmp_path: Path) -> None:
     path = tmp_path / "summary.json"
-    assert gate.read_summary(path) is None
+    assert reports.read_summary(path) is None
     path.write_text(json.dumps(SUMMARY))
-    assert gate.read_summary(path, run_id=SUMMARY["run_id"])["passed"] is False
-    assert gate.read_summary(path, run_id="another-run") is None
+    assert reports.read_summary(path, run_id=SUMMARY["run_id"])["passed"] is False
+    assert reports.read_summary(path, run_id="another-run") is None
     old = time.time() - 3600
     os.utime(path, (old, old))
-    assert gate.read_summary(path, run_id=SUMMARY["run_id"], newer_than=time.time()) is None
+    assert reports.read_summary(path, run_id=SUMMARY["run_id"], newer_than=time.time()) is None
     path.write_text("{not json")
-    assert gate.read_summary(path) is None
+    assert reports.read_summary(path) is None
 
 
 def test_makefile_smtp_connection_matches_the_settings(monkeypatch) -> None:

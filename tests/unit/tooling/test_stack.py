@@ -23,11 +23,8 @@ def test_every_service_binds_loopback_only(monkeypatch) -> None:
     assert airflow_env["MLP_MLFLOW_UI_URL"] == "http://127.0.0.1:5000", "task links open the MLflow UI make up serves"
 
 
-def test_down_with_nothing_running_stops_nothing_and_clears_stale_pid_files(tmp_path) -> None:
-    import dataclasses
-
-    settings = dataclasses.replace(load(), home=tmp_path)
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "mlflow.pid").write_text("999999999")  # no such process
+def test_down_with_nothing_running_stops_nothing_and_clears_stale_pid_files(settings) -> None:
+    (settings.home / "run").mkdir()
+    (settings.home / "run" / "mlflow.pid").write_text("999999999")  # no such process
     assert stack.down(settings) == []
-    assert not (tmp_path / "run" / "mlflow.pid").exists()
+    assert not (settings.home / "run" / "mlflow.pid").exists()
