@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AUDIT_TABLE = ("ops", "model_decisions")
-ACTIONS = ("promoted", "forced", "rejected", "rolled_back", "dry_run", "skipped")
 AUDIT_SCHEMA = (
     "decision_id string, model string, action string, mode string, applied boolean, candidate_version int, "
     "champion_before int, champion_after int, previous_champion_after int, gates_passed boolean, "
@@ -49,10 +48,6 @@ AUDIT_SCHEMA = (
     "candidate_run_id string, champion_run_id string, evaluation_run_id string, evaluation_set string, "
     "triggered_by string, reason string, dag_id string, dag_run_id string, report string, decided_at timestamp"
 )
-
-
-class RejectedError(PromotionError):
-    """A manual promotion the gates refused (and that was not forced with a reason)."""
 
 
 def latest_trainset(client: Any, model: str) -> str:

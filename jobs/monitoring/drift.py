@@ -380,7 +380,7 @@ def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of:
     return summary
 
 
-def _binnable(*sides: Any) -> bool:
+def binnable(*sides: Any) -> bool:
     """Whether numpy can cut each side's finite values into 10 histogram bins, as Evidently's drift plots do."""
     import numpy as np
 
@@ -468,7 +468,7 @@ def write_report(
         "reference": reference_sample(spark, settings, config, champion, columns, limit, fraction["reference"]),
         "current": current_df.sample(fraction=fraction["current"], seed=7).limit(limit).select(*cols).toPandas(),
     }
-    plotted = [c for c in cols if _binnable(sides["reference"][c], sides["current"][c])]
+    plotted = [c for c in cols if binnable(sides["reference"][c], sides["current"][c])]
     skipped = sorted(set(cols) - set(plotted))
     if skipped:  # numpy cannot histogram them (e.g. a huge constant); their decisions above still use every row
         log.warning("not in the Evidently report (values cannot be binned): %s", skipped)

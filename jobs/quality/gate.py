@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 SUITES_DIR = REPO_ROOT / "include" / "expectations"
 DATASETS: tuple[str, ...] = ("bronze", "volume", "silver", "gold")
 QUALITY_TABLE = ("ops", "data_quality")
-CONDITIONS = ("history", "warm")  # named run conditions an expectation may require (`only_if`)
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
@@ -278,7 +277,8 @@ def _observed(result: dict[str, Any], exception: dict[str, Any] | None) -> str:
     return json.dumps(result, default=str)[:300]
 
 
-def _column(kwargs: dict[str, Any]) -> str:
+def expectation_column(kwargs: dict[str, Any]) -> str:
+    """The column (or comma-joined columns) an expectation is about, "" for a table-level one."""
     if "column" in kwargs:
         return str(kwargs["column"])
     if "column_list" in kwargs:
@@ -341,7 +341,7 @@ def validate(
                     Outcome(
                         dataset=dataset,
                         expectation=config.type,
-                        column=_column(kwargs),
+                        column=expectation_column(kwargs),
                         severity=str(getattr(config.severity, "value", config.severity)),
                         success=bool(r.success),
                         observed=_observed(r.result or {}, r.exception_info),
@@ -378,7 +378,7 @@ def plan(
         specs[name] = []
         for spec in expand(suite, config, values):
             if spec.only_if and not conditions[spec.only_if]:
-                skipped.append(f"{name}: {spec.type}({_column(spec.kwargs)}) needs {spec.only_if}")
+                skipped.append(f"{name}: {spec.type}({expectation_column(spec.kwargs)}) needs {spec.only_if}")
             else:
                 specs[name].append(spec)
     return specs, skipped

@@ -305,7 +305,7 @@ def test_every_critical_expectation_has_a_failing_case(specs) -> None:
         for spec in dataset_specs:
             if spec.severity != "critical":
                 continue
-            key = (dataset, spec.type, gate._column(spec.kwargs))
+            key = (dataset, spec.type, gate.expectation_column(spec.kwargs))
             if spec.type in templated:
                 assert any(c[:2] == key[:2] for c in covered), key
             elif spec.type == pairs and spec.kwargs["column_A"].startswith("txn_count_"):
