@@ -67,7 +67,7 @@ def run(rows: int, nights: int, drift_from: int, drift_columns: int, model: str,
             )
             decision = alerts.should_alert(history[-policy.persistence_n :], sent, policy, model)
             if decision.alert:
-                sent.append(alerts.Alert(day, decision.episode_id, decision.retrain))
+                sent.append(alerts.Alert(day, decision.episode_id))
             row = {
                 "night": night,
                 "date": day.isoformat(),
