@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from jobs.features import labels
+from jobs.features import build
 from jobs.lake import clean, ingest
 from jobs.sources import cdnow
 
@@ -45,7 +45,7 @@ def test_backfill_then_nightly_run_end_to_end(airflow_db, spark, settings) -> No
     read = lambda table: spark.read.format("delta").load(settings.table_path(*table))  # noqa: E731
     assert read(ingest.BRONZE_TABLE).count() == landed
     assert read(clean.SILVER_TABLE).count() == landed  # CDNOW has no bad lines
-    features = read(labels.FEATURES_TABLE)
+    features = read(build.GOLD_TABLE)
     per_day = {r.as_of_date: r["count"] for r in features.groupBy("as_of_date").count().collect()}
     seen = {d: frame[frame.order_date <= d].customer_id.nunique() for d in per_day}
     assert per_day == seen and sorted(per_day) == [date(1997, 1, d) for d in (1, 2, 3, 4)]
