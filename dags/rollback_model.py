@@ -2,7 +2,9 @@
 ### Roll back the champion (manual)
 
 One step back: `champion` returns to `previous_champion` (or to the **to_version** you name), and the version it
-replaces becomes `previous_champion`, so a second rollback undoes the first. A **reason** is required. Gates do not
+replaces becomes `previous_champion`, so a second rollback undoes the first. A **reason** is required. A
+**to_version** must have been champion before (`ops/model_decisions` knows); tick **force** to roll back to any
+other version, audited as forced. Gates do not
 apply (this is the emergency path), but both versions are still scored on the latest matured holdout when
 possible, so the audit row and the e-mail show what the rollback traded. Batch inference picks up the new champion
 on its next run (`models:/<model>@champion`).
@@ -33,7 +35,13 @@ with DAG(
             "", type="string", minLength=10, description="why roll back (required, at least 10 characters)"
         ),
         "to_version": Param(
-            None, type=["null", "integer"], minimum=1, description="empty: previous_champion; or a version number"
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="empty: previous_champion; or a version that was champion before (the audit knows)",
+        ),
+        "force": Param(
+            False, type="boolean", description="allow a to_version that was never champion (audited as forced)"
         ),
     },
 ) as dag:
@@ -41,5 +49,12 @@ with DAG(
         "rollback",
         MODEL,
         "rollback",
-        ["--reason", "{{ params.reason }}", "--version", "{{ params.to_version if params.to_version else '' }}"],
+        [
+            "--reason",
+            "{{ params.reason }}",
+            "--version",
+            "{{ params.to_version if params.to_version else '' }}",
+            "--force",
+            "{{ params.force }}",
+        ],
     )

@@ -206,7 +206,7 @@ def _audited(settings, dag_run_ids: list[str]) -> dict[str, str]:
 
     spark = get_spark("demo-audit", settings=settings)
     try:
-        rows = [r for r in promotion.read_audit(spark, settings, MODEL) if r["dag_run_id"] in dag_run_ids]
+        rows = [r for r in promotion.decisions(spark, settings, MODEL) if r["dag_run_id"] in dag_run_ids]
     finally:
         spark.stop()
     return {

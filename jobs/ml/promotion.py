@@ -1,11 +1,20 @@
-"""Champion/challenger promotion: gates as a pure function, MLflow alias moves that are check-and-set, an audit
-trail in Delta and on the model versions, and one-step rollback.
+"""Champion/challenger promotion: gates as a pure function, check-and-set MLflow alias moves, an append-only
+audit in Delta and on the model versions, one-step rollback, and decisions that survive retries and crashes.
 
 ``should_promote(challenger, champion, gates, primary)`` returns every gate's result, so a rejection says which
 gate failed and by how much; without a champion only the absolute gates apply. ``decide`` is the job around it:
-both models scored on the same recent matured holdout (``jobs.ml.evaluation``), the verdict under the config's mode
-(enabled, dry_run, disabled), an HTML report logged to MLflow, an ``ops/model_decisions`` row, and the alias move
-``champion`` -> new version, ``previous_champion`` -> the old one, refused if the champion changed meanwhile.
+both models scored on the same, most recent matured holdout (``jobs.ml.evaluation``), the verdict under the
+config's mode (enabled, dry_run, disabled), an HTML report logged to MLflow, then the audit and the alias move:
+
+1. the whole decision holds the model's promotion lease (``jobs.lake.lease``), so the training DAG's automatic
+   step, ``promote_model`` and ``rollback_model`` for one model never interleave;
+2. the decision is recorded ``decided`` in ``ops/model_decisions`` (``jobs.ml.audit``: the target version and
+   the champion it was made against) before any alias moves;
+3. ``champion`` -> target and ``previous_champion`` -> the old champion, check-and-set against that champion;
+4. ``applied`` (or ``failed``) is appended; version tags and the decision file follow, all safe to repeat.
+
+A retried task has the same decision id (``<model>/<dag_run_id>/<kind>``) and finishes what its first try
+recorded: it never re-decides, so a rollback retried after its move does not move the champion back.
 ``python -m jobs.ml.promotion auto|promote|rollback ...`` runs it under spark-submit from the DAGs.
 """
 
@@ -19,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from jobs import cli, reports
 from jobs.config import ModelConfig, load_model_config
+from jobs.lake import lease
+from jobs.ml import audit, trainset
 from jobs.ml.evaluation import evaluate_scores, evaluation_set, plots, score, write_report
 from jobs.ml.gates import Evaluation, should_promote
 from jobs.ml.registry import (
@@ -40,26 +51,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AUDIT_TABLE = ("ops", "model_decisions")
-AUDIT_SCHEMA = (
-    "decision_id string, model string, action string, mode string, applied boolean, candidate_version int, "
-    "champion_before int, champion_after int, previous_champion_after int, gates_passed boolean, "
-    "failed_gates string, gates_json string, candidate_metrics_json string, champion_metrics_json string, "
-    "candidate_run_id string, champion_run_id string, evaluation_run_id string, evaluation_set string, "
-    "triggered_by string, reason string, dag_id string, dag_run_id string, report string, decided_at timestamp"
-)
 
-
-def latest_trainset(client: Any, model: str) -> str:
-    """The training-set key of the newest version that has one: its holdout is the most recent matured data."""
-    found = [
-        (int(v.version), v.tags["trainset"])
-        for v in client.search_model_versions(f"name = '{model}'")
-        if v.tags.get("trainset")
-    ]
+def latest_trainset(settings: Settings, config: ModelConfig, client: Any) -> str:
+    """The training set whose holdout ends latest (the most recent matured labels) among the training sets the
+    model's versions name; a tie goes to the newer version. A backfilled version's older holdout never wins."""
+    newest: dict[str, int] = {}
+    for v in client.search_model_versions(f"name = '{config.name}'"):
+        if v.tags.get("trainset"):
+            newest[v.tags["trainset"]] = max(newest.get(v.tags["trainset"], 0), int(v.version))
+    found = []
+    for key, version in newest.items():
+        manifest = trainset.read_manifest(trainset.set_path(settings, config, key))
+        if manifest is None:
+            log.warning("%s v%s names training set %s, which is gone; not an evaluation set", config.name, version, key)
+            continue
+        found.append((str(manifest["split"]["holdout"][1]), version, key))
     if not found:
-        raise PromotionError(f"{model}: no registered version names a training set; train one first")
-    return max(found)[1]
+        raise PromotionError(f"{config.name}: no registered version names a training set; train one first")
+    return max(found)[2]
 
 
 def _side(client: Any, config: ModelConfig, version: int, frame: Any, report: dict) -> tuple[Evaluation, dict]:
@@ -80,60 +89,17 @@ def _side(client: Any, config: ModelConfig, version: int, frame: Any, report: di
     }
 
 
-def audit_row(decision: dict[str, Any], applied: bool) -> dict[str, Any]:
-    """The ops/model_decisions row for ``decision``."""
-    candidate, champion = decision.get("candidate") or {}, decision.get("champion") or {}
-    return {
-        "decision_id": decision["decision_id"],
-        "model": decision["model"],
-        "action": decision["action"],
-        "mode": decision["mode"],
-        "applied": applied,
-        "candidate_version": candidate.get("version"),
-        "champion_before": decision["champion_before"],
-        "champion_after": decision["champion_after"],
-        "previous_champion_after": decision["previous_champion_after"],
-        "gates_passed": decision["gates_passed"],
-        "failed_gates": ",".join(decision["failed_gates"]),
-        "gates_json": json.dumps(decision["gates"]),
-        "candidate_metrics_json": json.dumps(candidate.get("metrics") or {}),
-        "champion_metrics_json": json.dumps(champion.get("metrics") or {}),
-        "candidate_run_id": candidate.get("run_id"),
-        "champion_run_id": champion.get("run_id"),
-        "evaluation_run_id": decision.get("evaluation_run_id"),
-        "evaluation_set": json.dumps(decision.get("evaluation_set") or {}),
-        "triggered_by": decision["triggered_by"],
-        "reason": decision["reason"],
-        "dag_id": decision["dag_id"],
-        "dag_run_id": decision["dag_run_id"],
-        "report": decision.get("report"),
-        "decided_at": datetime.fromisoformat(decision["decided_at"]),
-    }
-
-
-def write_audit(spark: SparkSession, settings: Settings, row: dict[str, Any]) -> None:
-    """Upsert one decision into ops/model_decisions (MERGE on decision_id: a retried task replaces its own row)."""
-    from delta.tables import DeltaTable
-
-    path = settings.table_path(*AUDIT_TABLE)
-    frame = spark.createDataFrame([row], AUDIT_SCHEMA)
-    DeltaTable.createIfNotExists(spark).location(path).addColumns(frame.schema).execute()
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(frame.alias("s"), "t.decision_id = s.decision_id")
-        .whenMatchedUpdateAll()
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
-
-
 def read_audit(spark: SparkSession, settings: Settings, model: str) -> list[dict[str, Any]]:
-    """Every decision recorded for ``model``, oldest first."""
-    from pyspark.sql import functions as F
+    """Every audit row of ``model`` (one per phase of each decision), oldest first."""
+    return audit.read(spark, settings, model)
 
-    frame = spark.read.format("delta").load(settings.table_path(*AUDIT_TABLE)).where(F.col("model") == model)
-    return [r.asDict() for r in frame.orderBy("decided_at").collect()]
+
+def decisions(spark: SparkSession, settings: Settings, model: str) -> list[dict[str, Any]]:
+    """Each decision of ``model`` once, as its newest audit row (its outcome), oldest decision first."""
+    rows = audit.read(spark, settings, model)
+    order = list(dict.fromkeys(r["decision_id"] for r in rows))
+    newest = audit.latest(rows)
+    return [newest[d] for d in order]
 
 
 def _tag_versions(client: Any, decision: dict[str, Any]) -> None:
@@ -201,7 +167,8 @@ def _summary(decision: dict[str, Any]) -> str:
         "promoted": f"v{cand.get('version')} is the new champion{versus}; it passed every gate.",
         "forced": f"v{cand.get('version')} was FORCED to champion{versus} despite failed gates ({failed or 'none'}).",
         "rejected": f"v{cand.get('version')} was not promoted{versus}: failed {failed}. The champion is unchanged.",
-        "rolled_back": f"Rolled back: champion v{decision['champion_before']} -> v{decision['champion_after']}.",
+        "rolled_back": f"Rolled back: champion v{decision['champion_before']} -> v{decision['champion_after']}"
+        + (" (FORCED: that version was never champion)." if decision.get("forced") else "."),
         "dry_run": f"Dry run: v{cand.get('version')} would "
         + ("be promoted" if decision["gates_passed"] else f"not be promoted (failed {failed})")
         + f"{versus}; no alias moved.",
@@ -223,35 +190,103 @@ def decide(
     dag_id: str = "",
     dag_run_id: str = "manual",
     client: Any = None,
+    lease_wait_s: float = 3600.0,
 ) -> dict[str, Any]:
     """Evaluate, decide, audit and (unless dry-run, disabled or rejected) move the aliases; return the decision.
 
     ``kind``: ``auto`` (the challenger after training, under the config's mode), ``promote`` (a given version; a
     failed gate is final unless ``force`` with a written reason) or ``rollback`` (to ``version``, default
-    ``previous_champion``). The audit row is written before the alias moves (``applied`` false) and updated once the
-    move is verified, so no alias ever moves without a record; a retried task replaces its own row.
+    ``previous_champion``; a version the audit never saw as champion only when forced with a reason).
+
+    The decision id is ``<model>/<dag_run_id>/<kind>``, so a retried task finds its own decision: the whole
+    decision runs under the model's promotion lease (another decision for the model waits, then decides against
+    the champion that is there by then); it is recorded ``decided`` (target and expected champion) before any alias
+    moves, and a retry carries out that recorded decision instead of deciding anew.
     """
     import mlflow
-    import numpy as np
     from mlflow import MlflowClient
 
     if kind not in {"auto", "promote", "rollback"}:
         raise ValueError(f"kind must be auto, promote or rollback, not {kind!r}")
-    gates_config = config.promotion
     reason = reason.strip()
-    if (kind == "rollback" or force) and len(reason) < gates_config.force_reason_min_chars:
+    minimum = config.promotion.force_reason_min_chars
+    if (kind == "rollback" or force) and len(reason) < minimum:
         raise PromotionError(
             f"a {'rollback' if kind == 'rollback' else 'forced promotion'} needs a written reason of at least "
-            f"{gates_config.force_reason_min_chars} characters (got {reason!r})"
+            f"{minimum} characters (got {reason!r})"
         )
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = client or MlflowClient()
+    model = config.name
+    decision_id = f"{model}/{dag_run_id}/{kind}"
+    out_dir = reports.report_dir(settings, "evaluation", model, dag_run_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    audit.ensure(spark, settings)
+    with lease.held(spark, settings, f"promotion/{model}", decision_id, wait_s=lease_wait_s):
+        rows = audit.read(spark, settings, model)
+        if recover(spark, settings, client, rows, skip=decision_id):
+            rows = audit.read(spark, settings, model)
+        mine = audit.latest(rows).get(decision_id)
+        recorded = audit.decision(mine) if mine is not None else None
+        if recorded is not None:
+            phase = audit.phase_of(mine)
+            log.info("%s: resuming decision %s, recorded %s (%s)", model, decision_id, phase, recorded["action"])
+            if phase == audit.FAILED:
+                _write_outcome(out_dir, recorded)
+                raise StaleChampionError(recorded.get("error") or f"decision {decision_id} failed")
+            if phase == audit.APPLIED:
+                return _conclude(client, recorded, out_dir)
+            return _carry_out(spark, settings, client, recorded, out_dir)
+        decision, figures = _evaluate_and_decide(
+            settings,
+            config,
+            client,
+            rows,
+            decision_id=decision_id,
+            kind=kind,
+            version=version,
+            force=force,
+            dry_run=dry_run,
+            reason=reason,
+            triggered_by=triggered_by,
+            dag_id=dag_id,
+            dag_run_id=dag_run_id,
+        )
+        decision["summary"] = _summary(decision)
+        if decision["action"] != "skipped":
+            decision["report"] = reports.file_uri(write_report(out_dir / "index.html", decision, figures))
+            decision["evaluation_run_id"] = _log_evaluation(decision, out_dir, experiment_id(settings, model))
+        audit.append(spark, settings, audit.row(decision, audit.DECIDED))
+        _write_outcome(out_dir, decision)
+        return _carry_out(spark, settings, client, decision, out_dir)
+
+
+def _evaluate_and_decide(
+    settings: Settings,
+    config: ModelConfig,
+    client: Any,
+    rows: list[dict[str, Any]],
+    *,
+    decision_id: str,
+    kind: str,
+    version: int | None,
+    force: bool,
+    dry_run: bool,
+    reason: str,
+    triggered_by: str,
+    dag_id: str,
+    dag_run_id: str,
+) -> tuple[dict[str, Any], list]:
+    """A new decision: the candidate, both sides on the newest matured holdout, the gates' verdict, the target."""
+    import numpy as np
+
+    gates_config = config.promotion
     model = config.name
     before = aliases(client, model)
     champion_before = before.get(CHAMPION)
     mode = gates_config.mode if kind == "auto" else ("dry_run" if dry_run else "enabled")
     decision: dict[str, Any] = {
-        "decision_id": f"{model}/{dag_run_id}/{kind}",
+        "decision_id": decision_id,
         "model": model,
         "kind": kind,
         "mode": mode,
@@ -259,6 +294,8 @@ def decide(
         "champion_before": champion_before,
         "champion_after": champion_before,
         "previous_champion_after": before.get(PREVIOUS_CHAMPION),
+        "move": None,
+        "forced": bool(force),
         "gates": [],
         "gates_passed": False,
         "failed_gates": [],
@@ -269,13 +306,11 @@ def decide(
         "dag_id": dag_id,
         "dag_run_id": dag_run_id,
         "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "phase": audit.DECIDED,
         "applied": False,
         "report": None,
         "evaluation_run_id": None,
     }
-    out_dir = reports.report_dir(settings, "evaluation", model, dag_run_id)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
     if kind == "auto":
         candidate = before.get(CHALLENGER)
         if mode == "disabled" or candidate is None or candidate == champion_before:
@@ -288,7 +323,7 @@ def decide(
             )
             decision.update(action="skipped", reason=f"{why}" + (f" ({reason})" if reason else ""))
             decision["candidate"] = {"version": candidate} if candidate is not None else None
-            return _finish(spark, settings, client, decision, out_dir, figures=[], move=None)
+            return decision, []
     elif kind == "promote":
         if version is None:
             raise PromotionError("promote needs a version")
@@ -296,9 +331,20 @@ def decide(
         if candidate == champion_before:
             raise PromotionError(f"{model} v{candidate} is already the champion")
     else:
-        candidate = version if version is not None else before.get(PREVIOUS_CHAMPION)
-        if candidate is None:
-            raise PromotionError(f"{model} has no previous_champion to roll back to; name a version")
+        past = audit.past_champions(rows)
+        if version is None:
+            # The alias, else the audit: a crash between the two alias moves may have removed previous_champion.
+            candidate = before.get(PREVIOUS_CHAMPION) or audit.last_replaced(rows, champion_before)
+            if candidate is None:
+                raise PromotionError(f"{model} has no previous_champion to roll back to; name a version")
+        else:
+            candidate = version
+            if candidate not in past and not force:
+                raise PromotionError(
+                    f"{model} v{candidate} was never champion (ops/model_decisions knows "
+                    f"{sorted(past) or 'none'}); roll back to it only with force and a reason"
+                )
+        decision["forced"] = bool(force) and candidate not in past
         if candidate == champion_before:
             raise PromotionError(f"{model} v{candidate} is already the champion; nothing to roll back")
     model_version(client, model, candidate)  # fails clearly on a version that does not exist
@@ -307,7 +353,7 @@ def decide(
     report: dict[str, Any] = {"scores": {}}
     figures: list = []
     try:
-        key = latest_trainset(client, model)
+        key = latest_trainset(settings, config, client)
         manifest, frame = evaluation_set(settings, config, key)
         decision["evaluation_set"] = {
             "key": key,
@@ -338,8 +384,7 @@ def decide(
         decision["candidate"] = decision["candidate"] or {"version": candidate}
 
     if kind == "rollback":
-        decision["action"] = "rolled_back"
-        move = candidate
+        decision["action"], move = "rolled_back", candidate
     elif mode == "dry_run":
         decision["action"], move = "dry_run", None
     elif decision["gates_passed"]:
@@ -348,57 +393,92 @@ def decide(
         decision["action"], move = "forced", candidate
     else:
         decision["action"], move = "rejected", None
-    return _finish(spark, settings, client, decision, out_dir, figures=figures, move=move)
+    if kind != "rollback":
+        decision["forced"] = decision["action"] == "forced"
+    if move is not None:
+        decision.update(move=move, champion_after=move, previous_champion_after=champion_before)
+    return decision, figures
 
 
-def _finish(
-    spark: SparkSession,
-    settings: Settings,
-    client: Any,
-    decision: dict[str, Any],
-    out_dir: Path,
-    figures: list,
-    move: int | None,
+def _write_outcome(out_dir: Path, decision: dict[str, Any]) -> None:
+    """The decision file the operator, the links and the mail read: always what the audit holds now."""
+    reports.write_summary(out_dir / reports.SUMMARY_FILES["evaluation"], decision)
+
+
+def _carry_out(
+    spark: SparkSession, settings: Settings, client: Any, decision: dict[str, Any], out_dir: Path
 ) -> dict[str, Any]:
-    """Report, MLflow evaluation run, audit row (pending), alias move, audit row (applied), version tags."""
-    model = decision["model"]
+    """Move the aliases a recorded decision names (check-and-set; a no-op when a crashed try already moved them),
+    record it ``applied`` (or ``failed``), then tag the versions and rewrite the decision file."""
+    model, move = decision["model"], decision.get("move")
     if move is not None:
-        decision["champion_after"] = move
-        decision["previous_champion_after"] = decision["champion_before"]
-    decision["summary"] = _summary(decision)
-    decision_file = out_dir / reports.SUMMARY_FILES["evaluation"]
-    if decision["action"] != "skipped":
-        decision["report"] = reports.file_uri(write_report(out_dir / "index.html", decision, figures))
-        reports.write_summary(decision_file, decision)
-        decision["evaluation_run_id"] = _log_evaluation(decision, out_dir, experiment_id(settings, model))
-    write_audit(spark, settings, audit_row(decision, applied=move is None))
-    if move is not None:
-        after = move_champion(
-            client, model, move, decision["champion_before"], settings.home / "locks"
-        )  # raises StaleChampionError: the pending row stays applied=false and the task fails
+        try:
+            after = move_champion(client, model, move, decision["champion_before"])
+        except StaleChampionError as exc:
+            decision.update(phase=audit.FAILED, applied=False, error=str(exc))
+            decision["summary"] = f"NOT applied: {exc} (decided: {_summary(decision)})"
+            audit.append(spark, settings, audit.row(decision, audit.FAILED, str(exc)))
+            _write_outcome(out_dir, decision)
+            raise
         decision["previous_champion_after"] = after.get(PREVIOUS_CHAMPION)
-        decision["applied"] = True
-        write_audit(spark, settings, audit_row(decision, applied=True))
-    else:
-        decision["applied"] = decision["action"] in {"rejected", "dry_run", "skipped"}
+    decision.update(phase=audit.APPLIED, applied=True)
+    audit.append(spark, settings, audit.row(decision, audit.APPLIED))
+    return _conclude(client, decision, out_dir)
+
+
+def _conclude(client: Any, decision: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """The steps after an applied decision, each safe to repeat: version tags and the decision file."""
     _tag_versions(client, decision)
-    reports.write_summary(decision_file, decision)
-    log.info("%s: %s", model, decision["summary"])
+    _write_outcome(out_dir, decision)
+    log.info("%s: %s", decision["model"], decision["summary"])
     return decision
+
+
+def recover(spark: SparkSession, settings: Settings, client: Any, rows: list[dict[str, Any]], skip: str = "") -> int:
+    """Close decisions a crashed task left ``decided`` (the caller holds the model's lease): ``applied`` when the
+    aliases show the move happened (or nothing was to move), else ``failed`` as abandoned; never moves an alias.
+    Returns how many it closed."""
+    closed = 0
+    for decision_id, record in audit.latest(rows).items():
+        if decision_id == skip or audit.phase_of(record) != audit.DECIDED:
+            continue
+        decision = audit.decision(record)
+        if decision is None:
+            continue
+        move = decision.get("move")
+        champion = aliases(client, decision["model"]).get(CHAMPION)
+        if move is None or champion == move:
+            decision.update(phase=audit.APPLIED, applied=True)
+            audit.append(spark, settings, audit.row(decision, audit.APPLIED))
+            log.warning(
+                "%s: decision %s was carried out but not recorded; recorded applied", decision["model"], decision_id
+            )
+        else:
+            error = f"abandoned: recorded decided, never applied (champion is v{champion}, not v{move})"
+            decision.update(phase=audit.FAILED, applied=False, error=error)
+            audit.append(spark, settings, audit.row(decision, audit.FAILED, error))
+            log.warning("%s: decision %s %s", decision["model"], decision_id, error)
+        closed += 1
+    return closed
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``auto|promote|rollback --model M [--version N] [--force] [--dry-run] --reason TEXT ...``.
 
     Exit 0 with the decision as JSON on the last line; exit 3 when a manual promotion was rejected by its gates and
-    2 when the request cannot be carried out (both final: asking again gives the same answer; decision.json says
-    why); exit 1 on any other failure, a stale champion included (a retry re-evaluates against the new one).
+    2 when the request cannot be carried out, 4 when the recorded decision could not be applied because the champion
+    was moved outside it (all final: asking again gives the same answer; decision.json says why); exit 1 on any
+    other failure, which a retry resumes: it carries out the decision this run recorded, or decides if none was.
     """
     parser = cli.parser("jobs.ml.promotion", "evaluate, promote, roll back")
     parser.add_argument("kind", choices=("auto", "promote", "rollback"))
     cli.add_model(parser)
     parser.add_argument("--version", default="", help="version to promote or roll back to ('' = default)")
-    parser.add_argument("--force", default="false", help="true: promote despite failed gates (needs --reason)")
+    parser.add_argument(
+        "--force",
+        default="false",
+        help="true: promote despite failed gates, or roll back to a never-champion version (needs --reason)",
+    )
     parser.add_argument("--dry-run", default="false", help="true: decide and audit, move nothing")
     parser.add_argument("--reason", default="")
     parser.add_argument("--triggered-by", default="manual")
@@ -425,8 +505,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         decision = run_job("promotion", work)
-    except StaleChampionError:
-        raise  # worth a retry: it re-evaluates against the champion that is there now
+    except StaleChampionError as exc:
+        log.error("%s", exc)  # audited as failed, and decision.json says so: a retry would find the same
+        return 4
     except PromotionError as exc:
         # Asking again would fail the same way (no such version, no reason given): say so for the operator.
         log.error("%s", exc)

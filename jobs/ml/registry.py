@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,34 +68,29 @@ def aliases(client: Any, model: str) -> dict[str, int]:
     return {name: int(version) for name, version in found.items()}
 
 
-@contextmanager
-def _model_lock(lock_dir: Path, model: str) -> Iterator[None]:
-    """One alias move per model at a time on this host (the check-and-set below covers the evaluation window)."""
-    import fcntl
+def move_champion(client: Any, model: str, to_version: int, expected: int | None) -> dict[str, int]:
+    """Check-and-set: point ``champion`` at ``to_version`` and ``previous_champion`` at ``expected`` (the champion the
+    decision was made against), only if the champion is still ``expected``; return the aliases after the move.
 
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{model}.promotion.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def move_champion(client: Any, model: str, to_version: int, expected: int | None, lock_dir: Path) -> dict[str, int]:
-    """Check-and-set: point ``champion`` at ``to_version`` and ``previous_champion`` at the old champion, but only if
-    the champion is still ``expected`` (what the decision was made against); return the aliases after the move."""
-    with _model_lock(lock_dir, model):
-        current = aliases(client, model).get(CHAMPION)
-        if current != expected:
-            raise StaleChampionError(
-                f"{model}: champion is v{current} but the decision was made against v{expected}; "
-                "another promotion or rollback happened meanwhile. Re-run to evaluate against the new champion."
-            )
-        if expected is not None:
-            client.set_registered_model_alias(model, PREVIOUS_CHAMPION, str(expected))
+    The caller holds the model's promotion lease. The steps are ordered so that a crash between any two of them
+    never leaves ``previous_champion == champion``: a ``previous_champion`` that already names the target is removed
+    first, then ``champion`` moves, then ``previous_champion`` is set. Calling it again after a crash (the champion
+    already at ``to_version``) only finishes the last step.
+    """
+    before = aliases(client, model)
+    current = before.get(CHAMPION)
+    if current not in (expected, to_version):
+        raise StaleChampionError(
+            f"{model}: champion is v{current} but the decision was made against v{expected}; "
+            "the alias was moved outside this decision."
+        )
+    if current != to_version:
+        if before.get(PREVIOUS_CHAMPION) == to_version:
+            client.delete_registered_model_alias(model, PREVIOUS_CHAMPION)
         client.set_registered_model_alias(model, CHAMPION, str(to_version))
-        after = aliases(client, model)
+    if expected is not None and before.get(PREVIOUS_CHAMPION) != expected:
+        client.set_registered_model_alias(model, PREVIOUS_CHAMPION, str(expected))
+    after = aliases(client, model)
     if after.get(CHAMPION) != to_version:
         raise PromotionError(f"{model}: champion alias reads v{after.get(CHAMPION)} after moving it to v{to_version}")
     return after

@@ -156,9 +156,10 @@ def training_pod_operator(**kwargs: Any) -> Any:
 class PromotionOperator(SparkSubmitOperator):
     """Run ``jobs.ml.promotion`` (evaluate, decide, audit, move aliases) under spark-submit.
 
-    A manual promotion that the gates refused, or a request that cannot be carried out (no such version, no
-    reason), is final at once: asking again gives the same answer. A stale check-and-set or a crash is retried,
-    and the retry evaluates against the champion that is there by then. Returns the decision's outline for XCom.
+    A manual promotion that the gates refused, a request that cannot be carried out (no such version, no reason),
+    or a recorded decision that could not be applied (the champion was moved outside it) is final at once: asking
+    again gives the same answer. A crash is retried, and the retry carries out the decision the first try recorded
+    in ops/model_decisions (it never decides anew). Returns the decision's outline for XCom.
     """
 
     template_fields = (*SparkSubmitOperator.template_fields, "decision_path")
@@ -175,6 +176,8 @@ class PromotionOperator(SparkSubmitOperator):
         except Exception as exc:
             decision = read_summary(self.decision_path, dag_run_id=context["run_id"], newer_than=started)
             _link_decision(context, decision)
+            if decision and decision.get("phase") == "failed":
+                raise AirflowFailException(f"{decision['summary']}; audited as failed, not retried") from exc
             if decision and decision.get("error"):
                 raise AirflowFailException(f"promotion refused: {decision['error']}; not retried") from exc
             if decision and decision.get("kind") == "promote" and decision.get("action") == "rejected":

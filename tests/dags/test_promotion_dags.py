@@ -49,3 +49,6 @@ def test_promote_form_requires_a_version_and_rollback_form_a_reason() -> None:
     assert rollback.get_param("reason").resolve("the new model mis-scores loyal customers")
     assert rollback.get_param("to_version").resolve(None) is None
     assert rollback.get_param("to_version").resolve(3) == 3
+    assert rollback.get_param("force").resolve() is False, "a never-champion target needs an explicit force"
+    args = _dag("rollback_model").tasks[0].application_args
+    assert args[args.index("--force") + 1] == "{{ params.force }}"

@@ -56,7 +56,7 @@ def test_rollback_dag_restores_the_previous_champion_audits_and_mails(
         "previous_champion": v["strong"],
         "challenger": v["noise"],
     }
-    (row,) = [r for r in promotion.read_audit(spark, settings, MODEL) if r["dag_run_id"] == run.run_id]
+    (row,) = [r for r in promotion.decisions(spark, settings, MODEL) if r["dag_run_id"] == run.run_id]
     assert row["action"] == "rolled_back" and row["applied"] is True
     assert (row["champion_before"], row["champion_after"], row["candidate_version"]) == (
         v["strong"],
@@ -88,7 +88,7 @@ def test_promote_dag_refuses_a_worse_version_at_once_and_says_why(
     (ti,) = run.get_task_instances()
     assert (ti.state, ti.try_number) == (TaskInstanceState.FAILED, 1), "a refusal is final: no retries"
     assert registry.aliases(_client(), MODEL)["champion"] == v["strong"]
-    (row,) = [r for r in promotion.read_audit(spark, settings, MODEL) if r["dag_run_id"] == run.run_id]
+    (row,) = [r for r in promotion.decisions(spark, settings, MODEL) if r["dag_run_id"] == run.run_id]
     assert row["action"] == "rejected" and "min_lift" in row["failed_gates"].split(",")
 
     (mail,) = smtp_server.messages

@@ -1,6 +1,6 @@
 """Champion/challenger decisions end to end on a real MLflow registry, real XGBoost models and a real Delta audit
 table: a worse challenger is refused, a better one promoted, rollback restores the previous champion, dry_run moves
-nothing, and a stale check-and-set fails."""
+nothing, and a check-and-set against a champion moved outside the decision fails and is audited as failed."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_worse_challenger_is_refused_better_one_promoted_and_rollback_restores(s
     assert back["action"] == "rolled_back"
     assert _aliases(config) == {"challenger": better, "champion": weak, "previous_champion": better}
 
-    audit = {r["dag_run_id"]: r for r in promotion.read_audit(spark, settings, config.name)}
+    audit = {r["dag_run_id"]: r for r in promotion.decisions(spark, settings, config.name)}
     assert [audit[f"run-{i}"]["action"] for i in (1, 2, 3, 4)] == ["promoted", "rejected", "promoted", "rolled_back"]
     assert all(r["applied"] for r in audit.values())
     rejected = audit["run-2"]
@@ -110,7 +110,7 @@ def test_dry_run_and_disabled_move_nothing_but_are_audited(spark, registry, data
     off = promotion.decide(spark, settings, _with(config, mode="disabled"), kind="auto", dag_run_id="off")
     assert off["action"] == "skipped" and "disabled" in off["reason"]
     assert _aliases(config) == {"challenger": version}
-    actions = {r["dag_run_id"]: r["action"] for r in promotion.read_audit(spark, settings, config.name)}
+    actions = {r["dag_run_id"]: r["action"] for r in promotion.decisions(spark, settings, config.name)}
     assert actions == {"dry": "dry_run", "off": "skipped"}
 
 
@@ -126,8 +126,8 @@ def test_a_stale_check_and_set_fails_and_leaves_the_other_promotion_alone(spark,
 
     # The pure check-and-set: the champion is v1, not the v2 this caller evaluated against.
     client = MlflowClient()
-    with pytest.raises(StaleChampionError, match="another promotion or rollback"):
-        move_champion(client, config.name, challenger, other, settings.home / "locks")
+    with pytest.raises(StaleChampionError, match="moved outside this decision"):
+        move_champion(client, config.name, challenger, other)
     assert _aliases(config)["champion"] == first
 
     # While this decision evaluates, someone else promotes `other`: the move must refuse, not overwrite.
@@ -141,8 +141,13 @@ def test_a_stale_check_and_set_fails_and_leaves_the_other_promotion_alone(spark,
     with pytest.raises(StaleChampionError):
         promotion.decide(spark, settings, config, kind="auto", dag_run_id="b")
     assert _aliases(config)["champion"] == other
-    row = next(r for r in promotion.read_audit(spark, settings, config.name) if r["dag_run_id"] == "b")
-    assert row["action"] == "promoted" and row["applied"] is False, "the audit shows a decision that did not apply"
+    phases = [(r["phase"], r["action"], r["applied"]) for r in promotion.read_audit(spark, settings, config.name)]
+    assert phases[-2:] == [("decided", "promoted", False), ("failed", "promoted", False)], phases
+    assert "moved outside" in promotion.decisions(spark, settings, config.name)[-1]["error"]
+    # The decision is final: a retry of the same run reports the failure again and moves nothing.
+    with pytest.raises(StaleChampionError):
+        promotion.decide(spark, settings, config, kind="auto", dag_run_id="b")
+    assert _aliases(config)["champion"] == other
 
 
 def test_manual_promotion_is_gated_unless_forced_with_a_reason(spark, registry, data) -> None:
@@ -171,7 +176,7 @@ def test_manual_promotion_is_gated_unless_forced_with_a_reason(spark, registry, 
     )
     assert forced["action"] == "forced" and forced["failed_gates"]
     assert _aliases(config)["champion"] == weak and _aliases(config)["previous_champion"] == strong
-    row = next(r for r in promotion.read_audit(spark, settings, config.name) if r["dag_run_id"] == "m3")
+    row = next(r for r in promotion.decisions(spark, settings, config.name) if r["dag_run_id"] == "m3")
     assert row["triggered_by"] == "manual by alice" and row["reason"] == "legal asked for the simpler model"
 
 
