@@ -130,12 +130,24 @@ class LocalTrainingOperator(BaseOperator):
         return result
 
 
+def kubernetes_literal(text: str) -> str:
+    """``text`` escaped so Kubernetes passes it on verbatim: the kubelet expands ``$(VAR)`` in a container's command,
+    args and env values and reduces ``$$`` to ``$``, so doubling every ``$`` undoes exactly that expansion."""
+    return text.replace("$", "$$")
+
+
 def training_pod_operator(**kwargs: Any) -> Any:
     """A KubernetesPodOperator subclass instance that verifies the MLflow run once the pod has finished."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
     class TrainingPodOperator(KubernetesPodOperator):
-        """Train in a GPU pod (logs streamed, pod deleted), then verify the MLflow run like the local backend."""
+        """Train in a GPU pod (logs streamed, pod deleted), then verify the MLflow run like the local backend.
+
+        The command, its arguments and the operator's env values are data, not Kubernetes expressions: a free-text
+        ``--reason`` of ``$(MLFLOW_TRACKING_PASSWORD)`` (a Param, a drift alert) would otherwise make the kubelet
+        substitute the secret into argv and from there into MLflow tags. They are escaped after templates render, on
+        the pod request only (the operator's own fields stay as rendered, so a rebuilt request is not escaped twice).
+        """
 
         template_fields = (*KubernetesPodOperator.template_fields, "model")
         operator_extra_links = (*KubernetesPodOperator.operator_extra_links, MLflowRunLink())
@@ -143,6 +155,19 @@ def training_pod_operator(**kwargs: Any) -> Any:
         def __init__(self, *, model: str, **kw: Any) -> None:
             super().__init__(**kw)
             self.model = model
+
+        def build_pod_request_obj(self, context: Any = None, *, dry_run: bool = False) -> Any:
+            pod = super().build_pod_request_obj(context, dry_run=dry_run)
+            own_env = {e.name for e in self.env_vars or []}
+            for container in pod.spec.containers:
+                if container.name != self.base_container_name:
+                    continue
+                container.command = [kubernetes_literal(x) for x in container.command or []] or None
+                container.args = [kubernetes_literal(x) for x in container.args or []] or None
+                for env in container.env or []:
+                    if env.name in own_env and env.value is not None:
+                        env.value = kubernetes_literal(env.value)
+            return pod
 
         def execute(self, context: Any) -> dict[str, Any]:
             super().execute(context)

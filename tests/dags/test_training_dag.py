@@ -93,3 +93,87 @@ def test_backend_choice_comes_from_settings(monkeypatch, backend) -> None:
     monkeypatch.setenv("MLP_TRAINING_BACKEND", backend)
     expected = {"local": "LocalTrainingOperator", "kubernetes": "TrainingPodOperator"}[backend]
     assert type(_dag().get_task("train")).__name__ == expected
+
+
+def kubelet_expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion of a command, arg or env value (a port of
+    ``third_party/forked/golang/expansion``): ``$$`` -> ``$``; ``$(NAME)`` -> its value when ``NAME`` is defined,
+    else left as written; an unclosed ``$(`` and any other ``$x`` stay as they are."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] != "$" or i + 1 == len(text):
+            out.append(text[i])
+            i += 1
+        elif text[i + 1] == "$":
+            out.append("$")
+            i += 2
+        elif text[i + 1] == "(" and (end := text.find(")", i + 2)) != -1:
+            name = text[i + 2 : end]
+            out.append(env.get(name, f"$({name})"))
+            i = end + 1
+        else:
+            out.append(text[i : i + 2])
+            i += 2
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    ("text", "expanded"),
+    [
+        ("$(A)", "secret"),
+        ("$$(A)", "$(A)"),
+        ("$$$(A)", "$secret"),
+        ("$(MISSING)", "$(MISSING)"),
+        ("a$b$", "a$b$"),
+        ("$(A", "$(A"),
+        ("$$", "$"),
+    ],
+)
+def test_kubelet_expand_follows_the_kubernetes_rules(text: str, expanded: str) -> None:
+    """The rules as the Kubernetes API reference states them for EnvVar.value and Container.args."""
+    assert kubelet_expand(text, {"A": "secret"}) == expanded
+
+
+class _TaskInstance:
+    """What rendering and the pod's labels read from the task instance."""
+
+    dag_id, task_id, run_id, map_index, try_number = "training", "train", "manual__2026-01-01", -1, 1
+
+    def xcom_pull(self, task_ids: str | None = None, **_: object) -> dict[str, int]:
+        return {"features": 7, "labels": 8}
+
+
+@pytest.mark.parametrize(
+    "reason", ["$(MLFLOW_TRACKING_PASSWORD)", "$$(MLFLOW_TRACKING_PASSWORD)", "cost $5 $(HOME) $$ $", "plain"]
+)
+def test_free_text_reason_reaches_the_training_container_literally(monkeypatch, reason: str) -> None:
+    """A reason naming a secret env var must arrive as that text, not as the secret (argv, then MLflow tags)."""
+    from types import SimpleNamespace
+
+    from jobs.settings import load
+
+    monkeypatch.setenv("MLP_TRAINING_BACKEND", "kubernetes")
+    dag = _dag()
+    train = dag.get_task("train")
+    context = {
+        "params": {"family": "all", "as_of_start": None, "as_of_end": None, "reason": reason},
+        "dag_run": SimpleNamespace(run_type="manual", triggering_user_name=None),
+        "ti": _TaskInstance(),
+        "run_id": "manual__2026-01-01",
+        "dag": dag,
+        "task": train,
+    }
+    train.render_template_fields(context)
+    assert train.arguments[train.arguments.index("--reason") + 1] == reason, "rendered as typed"
+    for _ in range(2):  # a retry or reattach rebuilds the request: still escaped once
+        pod = train.build_pod_request_obj(context, dry_run=True)
+        container = next(c for c in pod.spec.containers if c.name == "base")
+        # What the kubelet resolves the secret-backed variables to, then expands argv with.
+        env = {e.name: e.value for e in container.env if e.value is not None}
+        env |= {e.name: "s3cret-from-the-secret" for e in container.env if e.value_from is not None}
+        argv = [kubelet_expand(x, env) for x in [*container.command, *container.args]]
+        assert argv[argv.index("--reason") + 1] == reason
+        assert not any("s3cret-from-the-secret" in x for x in argv)
+        assert argv == [*train.cmds, *train.arguments], "every argument arrives exactly as rendered"
+        values = {e.name: kubelet_expand(e.value, env) for e in container.env if e.value is not None}
+        assert values["MLFLOW_TRACKING_URI"] == load().mlflow_tracking_uri
