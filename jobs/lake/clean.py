@@ -51,13 +51,38 @@ def _field(name: str) -> Column:
     return F.when(position > 0, F.trim(F.try_element_at("_fields", position.cast("int"))))
 
 
+def parse_fields(bronze: DataFrame) -> DataFrame:
+    """Add ``_header_cols`` (the line's header, normalised names) and ``_fields``, both parsed as CSV (RFC 4180).
+
+    A line and header without a double quote split on commas exactly as a CSV parser would, in the JVM; the rest
+    (quoted fields, quoted commas, doubled quotes) go through Python's csv module. ``_fields`` is null for a line
+    that is not valid CSV (an unterminated quote), which makes it malformed.
+    """
+    from pyspark.sql import functions as F
+
+    def names(header: Column) -> Column:
+        return F.transform(header, lambda name: F.lower(F.trim(name)))
+
+    quoted = F.coalesce(F.col("raw_line").contains('"') | F.col("header").contains('"'), F.lit(False))
+    plain = bronze.where(~quoted).select(
+        "*",
+        names(F.split(F.coalesce("header", F.lit("")), ",", -1)).alias("_header_cols"),
+        F.split("raw_line", ",", -1).alias("_fields"),
+    )
+    csv_line = F.udf(landing.parse_line, "array<string>", useArrow=True)
+    with_quotes = bronze.where(quoted).select(
+        "*",
+        names(F.coalesce(csv_line("header"), F.array().cast("array<string>"))).alias("_header_cols"),
+        csv_line("raw_line").alias("_fields"),
+    )
+    return plain.unionByName(with_quotes)
+
+
 def classify(bronze: DataFrame) -> DataFrame:
     """Parse and type every bronze line; ``reason`` is null for a valid line, else the first rule it breaks."""
     from pyspark.sql import functions as F
 
-    parsed = bronze.withColumn("_header_cols", F.split("header", ",", -1)).withColumn(
-        "_fields", F.split("raw_line", ",", -1)
-    )
+    parsed = parse_fields(bronze)
     missing = F.lit(False)
     for column in landing.COLUMNS:
         missing = missing | (F.array_position("_header_cols", column) == 0)
