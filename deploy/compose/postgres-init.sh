@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # First start of the compose PostgreSQL (docker-entrypoint-initdb.d): a database and a role each for Airflow and
-# MLflow, with the passwords from .env. Refuses the change-me placeholders of .env.example.
+# MLflow (plus mlflow_auth, the basic-auth app's users and permissions), with the passwords from .env. Refuses the
+# change-me placeholders of .env.example.
 set -euo pipefail
 
 for name in POSTGRES_PASSWORD AIRFLOW_DB_PASSWORD MLFLOW_DB_PASSWORD; do
@@ -15,4 +16,5 @@ CREATE ROLE airflow LOGIN PASSWORD :'airflow_password';
 CREATE DATABASE airflow OWNER airflow;
 CREATE ROLE mlflow LOGIN PASSWORD :'mlflow_password';
 CREATE DATABASE mlflow OWNER mlflow;
+CREATE DATABASE mlflow_auth OWNER mlflow;
 SQL
