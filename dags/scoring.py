@@ -16,7 +16,8 @@ date only).
    stops retrain loops. The promotion decision of that training run is audited in `ops/model_decisions` with this
    reason.
 4. `send_alert` mails the team once per episode: what drifted, by how much, the report, and whether retraining
-   started.
+   started. The mail goes through the outbox (pending until the SMTP server accepted it, keyed by the episode), so
+   an SMTP outage fails this task and delays the mail, and any mail still pending is delivered the next night.
 """
 
 from __future__ import annotations
@@ -66,15 +67,21 @@ with DAG(
 
     @task(trigger_rule="none_failed")
     def send_alert(decision: dict, **context) -> str:
-        """One e-mail per drift episode through smtp_default (nothing when the night opened no episode)."""
+        """One e-mail per drift episode, queued in the outbox (keyed by the episode, so retries and re-runs never
+        mail twice) and delivered through smtp_default with any mail an earlier SMTP outage left pending. SMTP down:
+        this task fails and retries; the mail stays pending until a later try or night delivers it."""
         from airflow.sdk.exceptions import AirflowSkipException
-        from mlplatform.notifiers import DriftAlertNotifier
+        from mlplatform import notifiers
 
-        if not decision["alert"]:
+        if decision["alert"]:
+            retrain_run_id = context["ti"].xcom_pull(task_ids="start_retraining", key="trigger_run_id")
+            notifiers.queue_drift_alert(
+                context, MODEL, decision["summary"], decision["episode_id"], retrain_run_id or None
+            )
+        done = notifiers.deliver(MODEL)
+        if not done.sent and not decision["alert"]:
             raise AirflowSkipException(decision["reason"])
-        retrain_run_id = context["ti"].xcom_pull(task_ids="start_retraining", key="trigger_run_id")
-        DriftAlertNotifier(model=MODEL, summary_path=decision["summary"], retrain_run_id=retrain_run_id).notify(context)
-        return f"mailed episode {decision['episode_id']}"
+        return f"sent {done.sent or 'nothing new'} ({decision['reason']})"
 
     day = as_of_date()
     score = spark_job("score", "jobs.serving.batch", ["--model", MODEL, "--date", AS_OF, "--run-id", "{{ run_id }}"])

@@ -28,6 +28,7 @@ class Settings:
     landing_root: Path
     reports_root: Path
     mail_root: Path
+    outbox_root: Path
     airflow_home: Path
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
@@ -67,6 +68,8 @@ class Settings:
             landing_root=Path(_env("MLP_LANDING_ROOT", str(home / "landing"))),
             reports_root=Path(_env("MLP_REPORTS_ROOT", str(home / "reports"))),
             mail_root=Path(_env("MLP_MAIL_ROOT", str(home / "mail"))),
+            # Team e-mails wait here until the SMTP server accepted them (jobs.notify.outbox); shared like reports.
+            outbox_root=Path(_env("MLP_OUTBOX_ROOT", str(home / "outbox"))),
             airflow_home=Path(_env("AIRFLOW_HOME", str(home / "airflow"))),
             mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"),
             mlflow_artifact_root=_env("MLP_MLFLOW_ARTIFACT_ROOT", str(home / "mlflow" / "artifacts")),

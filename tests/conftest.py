@@ -93,7 +93,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _platform_in(root: Path, env: pytest.MonkeyPatch) -> Settings:
-    """Point the platform at ``root`` (lake, landing, reports, mail, MLflow store): the Settings, and the
+    """Point the platform at ``root`` (lake, landing, reports, mail, outbox, MLflow store): the Settings, and the
     environment that the jobs, the spark-submit children and Airflow's tasks read."""
     from jobs.settings import load
 
@@ -103,6 +103,7 @@ def _platform_in(root: Path, env: pytest.MonkeyPatch) -> Settings:
     env.setenv("MLP_LANDING_ROOT", str(root / "landing"))
     env.setenv("MLP_REPORTS_ROOT", str(root / "reports"))
     env.setenv("MLP_MAIL_ROOT", str(root / "mail"))
+    env.setenv("MLP_OUTBOX_ROOT", str(root / "outbox"))
     env.setenv("MLFLOW_TRACKING_URI", uri)
     env.setenv("MLP_MLFLOW_ARTIFACT_ROOT", str(root / "artifacts"))
     _mlflow_uri(uri)
@@ -131,7 +132,7 @@ def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settin
         _mlflow_uri(None)
 
 
-class _Inbox:
+class Inbox:
     """Messages a real SMTP server on loopback received, parsed."""
 
     def __init__(self) -> None:
@@ -153,7 +154,7 @@ class _Inbox:
 
 
 @pytest.fixture()
-def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Inbox]:
+def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbox]:
     """An SMTP server (aiosmtpd) on 127.0.0.1 and a free port; ``smtp_default`` and the settings point at it."""
     import socket
 
@@ -162,7 +163,7 @@ def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Inbox]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    inbox = _Inbox()
+    inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     monkeypatch.setenv("MLP_SMTP_HOST", "127.0.0.1")

@@ -2,10 +2,11 @@
 
 A window is *drifted* when the (optionally importance-weighted) share of drifted feature columns reaches
 ``drift.max_drifted_share`` or the prediction distribution drifted. An *episode* starts when at least
-``persistence_k`` of the last ``persistence_n`` windows, the latest included, are drifted; it is mailed once, and
-the same model is not mailed again (nor retrained for drift) until ``cooldown_days`` have passed since the
-episode's alert. A drop of the primary metric on matured labels beyond ``max_performance_drop`` also starts
-retraining, under the same cooldown. No storm, no silence: a persisting drift is re-announced after the cooldown.
+``persistence_k`` of the last ``persistence_n`` windows, the latest included, are drifted; it is mailed once
+(through the outbox, keyed by the episode), and the same model is not mailed again (nor retrained for drift) until
+``cooldown_days`` have passed since the episode's alert. A drop of the primary metric on matured labels beyond
+``max_performance_drop`` also starts retraining, under the same cooldown. No storm, no silence: a persisting drift
+is re-announced after the cooldown.
 """
 
 from __future__ import annotations
@@ -82,17 +83,15 @@ def should_alert(history: list[Window], alerts: list[Alert], policy: DriftConfig
     latest = windows[-1]
     recent = windows[-policy.persistence_n :]
     drifted = [w.as_of_date for w in recent if w.drifted(policy)]
-    last_alert = max((a for a in alerts if a.as_of_date <= latest.as_of_date), key=lambda a: a.as_of_date, default=None)
+    # Only episodes opened on earlier nights count: a retried or re-run night reproduces its own decision (the same
+    # episode id, so the outbox and the retraining trigger dedupe it) instead of reading its own write as "alerted".
+    last_alert = max((a for a in alerts if a.as_of_date < latest.as_of_date), key=lambda a: a.as_of_date, default=None)
     cooling = last_alert is not None and latest.as_of_date - last_alert.as_of_date < timedelta(
         days=policy.cooldown_days
     )
-    already = last_alert is not None and last_alert.as_of_date == latest.as_of_date
 
     performance = latest.performance_drop is not None and latest.performance_drop > policy.max_performance_drop
     persistent = latest.drifted(policy) and len(drifted) >= policy.persistence_k
-    if (persistent or performance) and already:
-        # A re-run of the night that already alerted: same decision, no second mail.
-        return AlertDecision(False, False, last_alert.episode_id, "already alerted for this window", drifted)
     if persistent and not cooling:
         episode = f"{model}/{latest.as_of_date.isoformat()}"
         why = (

@@ -30,7 +30,7 @@ from jobs.features.build import GOLD_TABLE
 from jobs.features.labels import LABELS_TABLE
 from jobs.ml import trainset
 from jobs.ml.metrics import evaluate, gain
-from jobs.ml.registry import experiment_id, resolve_champion
+from jobs.ml.registry import experiment_id
 from jobs.monitoring import alerts, statistics
 from jobs.serving import batch
 from jobs.settings import Settings
@@ -49,13 +49,45 @@ SCORE = "score"
 EVIDENTLY = "evidently.html"  # Evidently's own page, beside index.html
 
 
-def _champion_details(settings: Settings, config: ModelConfig) -> dict[str, Any]:
-    """The champion's version, training set, feature importance and primary metric at promotion."""
+def scored_version(spark: SparkSession, settings: Settings, config: ModelConfig, as_of: date) -> int:
+    """The model version that scored ``as_of`` (gold predictions hold one per date): the night is monitored against
+    the model that produced its scores, even if ``@champion`` moved since."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    path = settings.table_path(*batch.PREDICTIONS_TABLE)
+    versions = []
+    if DeltaTable.isDeltaTable(spark, path):
+        versions = [
+            r.model_version
+            for r in spark.read.format("delta")
+            .load(path)
+            .where((F.col("model") == config.name) & (F.col("as_of_date") == F.lit(as_of)))
+            .select("model_version")
+            .distinct()
+            .collect()
+        ]
+    if not versions:
+        raise ValueError(f"no predictions of {config.name} for {as_of}: run inference (the score task) first")
+    if len(versions) > 1:
+        raise ValueError(f"{config.name} {as_of} was scored by several versions {sorted(versions)}; re-score the date")
+    return int(versions[0])
+
+
+def _champion_details(settings: Settings, config: ModelConfig, scored_by: int) -> dict[str, Any]:
+    """The scoring version's training set, feature importance and primary metric at promotion."""
+    import mlflow
     from mlflow import MlflowClient
 
-    champion = resolve_champion(settings, config.name)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    champion = {
+        "version": scored_by,
+        "run_id": None,
+        "uri": f"models:/{config.name}/{scored_by}",
+    }
     client = MlflowClient()
     version = client.get_model_version(config.name, str(champion["version"]))
+    champion["run_id"] = version.run_id
     primary = config.training.primary_metric
     promoted = None
     if version.tags.get("mlp.evaluation_run") and version.tags.get("mlp.decision") in {"promoted", "forced"}:
@@ -253,8 +285,9 @@ ALERTS_SCHEMA = (
 
 
 def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of: date, run_id: str) -> dict[str, Any]:
-    """Drift of the window ending ``as_of`` against the champion's training data; the alert decision; the report."""
-    champion = _champion_details(settings, config)
+    """Drift of the window ending ``as_of`` against the training data of the version that scored it; the alert
+    decision; the report; tonight's alert mail queued in the outbox (the DAG's send_alert delivers it)."""
+    champion = _champion_details(settings, config, scored_version(spark, settings, config, as_of))
     version = champion["version"]
     columns = batch.model_columns(champion["uri"], config)
     log.info("drift of %s v%s, window ending %s, %d feature columns", config.name, version, as_of, len(columns))

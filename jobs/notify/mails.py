@@ -11,7 +11,9 @@ from jobs.settings import load
 
 
 def recipients(model: str) -> list[str]:
-    """The model's alert recipients from its config, else MLP_ALERT_RECIPIENTS."""
+    """Who gets ``model``'s mails. Precedence: the model file's ``alerts.recipients`` (a team routing its own model),
+    else the deployment's MLP_ALERT_RECIPIENTS (compose, Helm), else ``ml-team@localhost`` on a laptop. The
+    reference model files leave ``alerts.recipients`` empty, so a deployment's list applies to them."""
     configured = load_model_config(model).alerts.recipients
     return list(configured or load().alert_recipients)
 
@@ -46,6 +48,13 @@ def promotion_email(decision: dict | None, **context: Any) -> tuple[str, str]:
     if decision is None or "action" not in decision:
         subject = f"[ml-platform] {model}: promotion ERROR, no decision ({context['run_id']})"
         decision = {"error": (decision or {}).get("error") or context.get("error") or "see the task log"}
+    elif decision.get("phase") not in (None, "applied"):
+        # The audited outcome, not the intent: a recorded move that could not be carried out says so.
+        version = (decision.get("candidate") or {}).get("version")
+        subject = (
+            f"[ml-platform] {model}: {decision['action']} of v{version} NOT applied, champion "
+            f"v{decision.get('champion_before')} unchanged: {decision.get('error') or decision.get('phase')}"
+        )
     else:
         what = SUBJECTS[decision["action"]].format(
             version=(decision.get("candidate") or {}).get("version"), champion_after=decision["champion_after"]

@@ -12,6 +12,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from jobs.reports import read_summary
+from mlplatform import notifiers
 from mlplatform.links import (
     DataQualityReportLink,
     DriftReportLink,
@@ -33,8 +34,9 @@ class QualityGateOperator(SparkSubmitOperator):
     template_fields = (*SparkSubmitOperator.template_fields, "summary_path")
     operator_extra_links = (*SparkSubmitOperator.operator_extra_links, DataQualityReportLink())
 
-    def __init__(self, *, summary_path: str, **kwargs: Any) -> None:
+    def __init__(self, *, model: str, summary_path: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.model = model
         self.summary_path = summary_path
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -44,7 +46,10 @@ class QualityGateOperator(SparkSubmitOperator):
         except Exception as exc:
             summary = read_summary(self.summary_path, run_id=context["run_id"], newer_than=started)
             push(context, DataQualityReportLink, (summary or {}).get("report"))
-            if summary is not None and not summary["passed"]:
+            final = summary is not None and not summary["passed"]
+            if final or context["ti"].try_number > self.retries:
+                _mail(self, context, notifiers.mail_gate_failure, summary)
+            if final:
                 failed = ", ".join(
                     f"{f['dataset']}.{f['expectation']}({f['column']})" for f in summary["critical_failures"]
                 )
@@ -59,7 +64,11 @@ class QualityGateOperator(SparkSubmitOperator):
         push(context, DataQualityReportLink, summary["report"])
         # The window rides on the features Asset event, so scoring (triggered by it) knows which date is new.
         for outlet in self.outlets:
-            context["outlet_events"][outlet].extra = {"start": summary["start"], "end": summary["end"]}
+            context["outlet_events"][outlet].extra = {
+                "start": summary["start"],
+                "end": summary["end"],
+                "versions": summary.get("versions") or {},  # what training may pin: the validated gold versions
+            }
         return {
             "passed": summary["passed"],
             "evaluated": summary["evaluated"],
@@ -190,8 +199,9 @@ class PromotionOperator(SparkSubmitOperator):
     template_fields = (*SparkSubmitOperator.template_fields, "decision_path")
     operator_extra_links = (*SparkSubmitOperator.operator_extra_links, EvaluationReportLink(), MLflowRunLink())
 
-    def __init__(self, *, decision_path: str, **kwargs: Any) -> None:
+    def __init__(self, *, model: str, decision_path: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.model = model
         self.decision_path = decision_path
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -201,6 +211,13 @@ class PromotionOperator(SparkSubmitOperator):
         except Exception as exc:
             decision = read_summary(self.decision_path, dag_run_id=context["run_id"], newer_than=started)
             _link_decision(context, decision)
+            final = bool(decision) and (
+                decision.get("phase") == "failed"
+                or bool(decision.get("error"))
+                or (decision.get("kind") == "promote" and decision.get("action") == "rejected")
+            )
+            if final or context["ti"].try_number > self.retries:
+                _mail(self, context, notifiers.mail_decision, decision, str(exc))
             if decision and decision.get("phase") == "failed":
                 raise AirflowFailException(f"{decision['summary']}; audited as failed, not retried") from exc
             if decision and decision.get("error"):
@@ -215,12 +232,24 @@ class PromotionOperator(SparkSubmitOperator):
             raise AirflowFailException(f"the promotion job exited 0 but wrote no decision at {self.decision_path}")
         self.log.info("%s", decision["summary"])
         _link_decision(context, decision)
+        # The audited outcome, mailed once per decision; an SMTP outage fails this try (the decision is done, so
+        # the retry only resumes it and delivers the pending mail).
+        notifiers.mail_decision(context, self.model, decision)
         if decision.get("report"):
             self.log.info("evaluation report: %s", decision["report"])
         return {
             k: decision.get(k)
             for k in ("decision_id", "action", "champion_before", "champion_after", "report", "evaluation_run_id")
         }
+
+
+def _mail(operator: Any, context: Any, mail: Any, *args: Any) -> None:
+    """Queue and deliver a failure mail; if SMTP is down it stays pending (said in the log), and the task's own
+    failure is what is raised."""
+    try:
+        mail(context, operator.model, *args)
+    except Exception as exc:  # the task fails anyway; the mail waits in the outbox
+        operator.log.error("the e-mail for this failure is pending in the outbox, not sent: %s", exc)
 
 
 def _link_decision(context: Any, decision: dict | None) -> None:

@@ -41,8 +41,8 @@ def spark_job(task_id: str, module: str, args: list[str], operator: Any = None, 
 
 
 def quality_gate(model: str, start: str, end: str, run_id: str, **kwargs: Any) -> Any:
-    """The data-quality gate task for ``model`` over [start, end] (templates): fails fast and mails on bad data."""
-    from mlplatform.notifiers import QualityGateNotifier
+    """The data-quality gate task for ``model`` over [start, end] (templates): fails fast and mails on bad data
+    (through the outbox, from the task itself: no callback swallows a mail that could not be sent)."""
     from mlplatform.operators import QualityGateOperator
 
     summary = str(reports.summary_path(load(), "quality", model, start, end))
@@ -51,8 +51,8 @@ def quality_gate(model: str, start: str, end: str, run_id: str, **kwargs: Any) -
         "jobs.quality.gate",
         ["--model", model, "--start", start, "--end", end, "--run-id", run_id],
         operator=QualityGateOperator,
+        model=model,
         summary_path=summary,
-        on_failure_callback=QualityGateNotifier(model=model, summary_path=summary),
         **kwargs,
     )
 
@@ -121,12 +121,11 @@ TRIGGERED_BY = (
 
 
 def promotion_task(task_id: str, model: str, kind: str, args: list[str], **kwargs: Any) -> Any:
-    """``jobs.ml.promotion <kind>`` under spark-submit: evaluate, decide, audit, move aliases, then mail the team."""
-    from mlplatform.notifiers import PromotionNotifier
+    """``jobs.ml.promotion <kind>`` under spark-submit: evaluate, decide, audit, move aliases, then mail the
+    team the audited outcome (through the outbox, from the task itself)."""
     from mlplatform.operators import PromotionOperator
 
     decision = str(reports.summary_path(load(), "evaluation", model, "{{ run_id }}"))
-    notifier = PromotionNotifier(model=model, decision_path=decision)
     return spark_job(
         task_id,
         "jobs.ml.promotion",
@@ -143,9 +142,8 @@ def promotion_task(task_id: str, model: str, kind: str, args: list[str], **kwarg
             *args,
         ],
         operator=PromotionOperator,
+        model=model,
         decision_path=decision,
-        on_success_callback=notifier,
-        on_failure_callback=notifier,
         **kwargs,
     )
 

@@ -170,6 +170,7 @@ from jobs.settings import load
 with DAG("links_probe", schedule=None, start_date=datetime(2024, 1, 1), tags=["test"]):
     gate = QualityGateOperator(
         task_id="quality_gate",
+        model="m",
         summary_path=str(summary_path(load(), "quality", "m", "2024-01-01", "2024-01-01")),
         application="unused.py",
         conn_id="spark_default",

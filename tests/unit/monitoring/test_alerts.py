@@ -47,12 +47,17 @@ def test_k_of_n_counts_drift_that_flickers() -> None:
     assert _nights(shares)[0] == [9]
 
 
-def test_a_rerun_of_the_alerting_night_does_not_mail_again() -> None:
+def test_a_retried_alerting_night_reproduces_its_decision_instead_of_reading_its_own_write() -> None:
     history = [Window(START + timedelta(days=i), 0.8) for i in range(3)]
     first = should_alert(history, [], POLICY, "m")
     assert first.alert
+    # The first try recorded the episode, then died before its mail was sent: the retry decides the same again
+    # (same episode id: the outbox sends its one mail, the retraining trigger starts one run).
     again = should_alert(history, [Alert(history[-1].as_of_date, first.episode_id)], POLICY, "m")
-    assert not again.alert and not again.retrain and again.reason == "already alerted for this window"
+    assert again == first
+    # The next night is inside that episode's cooldown.
+    later = [*history, Window(START + timedelta(days=3), 0.8)]
+    assert not should_alert(later, [Alert(history[-1].as_of_date, first.episode_id)], POLICY, "m").alert
 
 
 def test_prediction_drift_counts_and_performance_decay_retrains_under_the_cooldown() -> None:

@@ -61,9 +61,26 @@ def test_mail_when_the_gate_crashed_before_recording_results() -> None:
     assert "before it recorded any results" in html and CONTEXT["log_url"] in html
 
 
-def test_recipients_come_from_the_model_config_first(monkeypatch) -> None:
-    monkeypatch.setenv("MLP_ALERT_RECIPIENTS", "ops@example.org")
+def test_recipients_a_deployment_sets_reach_the_reference_model_and_a_model_file_can_route_its_own(
+    monkeypatch, tmp_path: Path
+) -> None:
+    import shutil
+
+    from jobs.settings import REPO_ROOT
+
+    # The deployment's list (compose, Helm) applies to a model file that names nobody (the reference model's).
+    monkeypatch.setenv("MLP_ALERT_RECIPIENTS", "ops@example.org,oncall@example.org")
+    assert mails.recipients("purchase_propensity") == ["ops@example.org", "oncall@example.org"]
+    # Unset: the laptop default.
+    monkeypatch.delenv("MLP_ALERT_RECIPIENTS")
     assert mails.recipients("purchase_propensity") == ["ml-team@localhost"]
+    # A model file that routes its model to its own team wins over the deployment's list.
+    shutil.copy(REPO_ROOT / "include" / "models" / "purchase_propensity.yaml", tmp_path / "purchase_propensity.yaml")
+    path = tmp_path / "purchase_propensity.yaml"
+    path.write_text(path.read_text().replace("recipients: []", "recipients: [basket-team@example.org]"))
+    monkeypatch.setenv("MLP_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("MLP_ALERT_RECIPIENTS", "ops@example.org")
+    assert mails.recipients("purchase_propensity") == ["basket-team@example.org"]
 
 
 def test_read_summary_ignores_other_runs_and_stale_files(tmp_path: Path) -> None:
@@ -152,3 +169,23 @@ def test_mail_when_the_promotion_task_failed_before_deciding() -> None:
     assert "promotion ERROR" in subject and "no alias moved" in html and "Cannot execute: spark-submit" in html
     refused = {"dag_run_id": "manual__1", "error": "purchase_propensity has no version 99"}
     assert "has no version 99" in mails.promotion_email(refused, **PROMOTION_CONTEXT)[1]
+
+
+def test_a_promotion_mail_reads_the_audited_outcome_not_the_intent() -> None:
+    failed = {
+        **DECISION,
+        "kind": "rollback",
+        "action": "rolled_back",
+        "phase": "failed",
+        "applied": False,
+        "error": "the champion was moved outside this decision (v7)",
+        "champion_before": 1,
+        "champion_after": 1,
+        "summary": "rollback to v2 NOT applied",
+    }
+    subject, html = mails.promotion_email(failed, **PROMOTION_CONTEXT)
+    assert "NOT applied" in subject and "rolled back to" not in subject and "v1 unchanged" in subject
+    assert "recorded but not carried out" in html and "failed before it could decide" not in html
+    applied = {**failed, "phase": "applied", "applied": True, "champion_after": 2, "error": None}
+    subject, _ = mails.promotion_email(applied, **PROMOTION_CONTEXT)
+    assert "rolled back to v2" in subject
