@@ -36,7 +36,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 LINE_DATA = "data"
 LINE_HEADER = "header"
 LINE_BLANK = "blank"
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+_RFC4180_LINE = re.compile(r'(?:"(?:[^"]|"")*"|[^",]*)(?:,(?:"(?:[^"]|"")*"|[^",]*))*')
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_ .-]*")  # a name, not a number or a date
 _NAMES_A_COLUMN = re.compile("|".join(COLUMNS), re.IGNORECASE)  # cheap pre-check before parsing a header
 
 
@@ -98,8 +99,9 @@ def header_names(fields: list[str]) -> list[str]:
 
 def parse_line(line: str | None) -> list[str] | None:
     """The fields of one CSV line (RFC 4180: quoted fields, quoted commas, doubled quotes); None if it is not valid
-    CSV on its own (an unterminated quote, text after a closing quote)."""
-    if line is None:
+    CSV on its own: an unterminated quote, text after a closing quote, or a quote inside an unquoted field (which is
+    also what each half of a record broken by a quoted line break looks like, so neither half is misread)."""
+    if line is None or ('"' in line and not _RFC4180_LINE.fullmatch(line)):
         return None
     try:
         return next(csv.reader([line], strict=True), [])
