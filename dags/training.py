@@ -4,8 +4,9 @@
 Runs when the feature pipeline publishes the model's features Asset (only after its data-quality gate passed),
 when the drift monitor asks for a retrain (conf `reason`), or from the **Trigger** form.
 
-1. `pin_versions` records the current Delta versions of gold features and labels: everything below reads exactly
-   those, so a re-run trains on the same data.
+1. `pin_versions` records the Delta versions of gold features and labels that the data-quality gate validated (the
+   features Asset event carries them; else the newest passing gate run's): everything below reads exactly those, so
+   a re-run trains on the same data and a window that failed the gate never reaches a training set.
 2. `build_training_set` (Spark) joins features with matured labels at those versions, splits train / validation /
    holdout in time with a gap of at least the label horizon, and writes the set once (Parquet + manifest).
 3. `train` runs `python -m jobs.ml.train ...` in the `gpu` pool: a GPU pod from `include/pod_templates/training.yaml`
@@ -62,12 +63,17 @@ with DAG(
 ) as dag:
 
     @task
-    def pin_versions() -> dict[str, int]:
-        """The gold tables' current Delta versions (read from their logs; no Spark)."""
-        from jobs.ml.trainset import pin_versions as pin
+    def pin_versions(**context) -> dict[str, int]:
+        """The gold versions the data-quality gate validated: those the triggering features Asset event carries, else
+        the newest passing gate run's (no Spark). A window that failed the gate never reaches a training set."""
+        from jobs.quality.gate import validated_versions
         from jobs.settings import load
 
-        return pin(load())
+        for events in context["triggering_asset_events"].values():
+            for event in reversed(events):
+                if (event.extra or {}).get("versions"):
+                    return {k: int(v) for k, v in event.extra["versions"].items()}
+        return validated_versions(load(), MODEL)
 
     versions = pin_versions()
     build = spark_job(

@@ -99,19 +99,31 @@ def run_job(name: str, work: Callable[[Any, Settings], T], overrides: Callable[[
 
 
 def replace_window(frame: DataFrame, path: str, where: str, partition_by: str | None) -> int:
-    """Atomically replace the rows matching ``where`` in a Delta table (creating it); return the rows written."""
+    """Atomically replace the rows matching ``where`` in a Delta table (creating it); return the rows written.
+
+    The count comes from this write's own commit (tagged with a unique ``userMetadata``), not from the newest one:
+    a concurrent OPTIMIZE or another job's write may land between the write and the read of the history."""
+    import uuid
+
     from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
 
     spark = frame.sparkSession
-    exists = DeltaTable.isDeltaTable(spark, path)
-    before = DeltaTable.forPath(spark, path).history(1).first()["version"] if exists else -1
+    token = f"mlp-replace-{uuid.uuid4().hex}"
     writer = frame.write.format("delta").mode("overwrite").option("replaceWhere", where)
+    writer = writer.option("userMetadata", token)
     (writer.partitionBy(partition_by) if partition_by else writer).save(path)
-    last = DeltaTable.forPath(spark, path).history(1).first()
-    # An empty frame over an empty window commits nothing: the newest commit is then someone else's write.
-    if last["version"] == before:
+    mine = (
+        DeltaTable.forPath(spark, path)
+        .history(100)
+        .where(F.col("userMetadata") == token)
+        .select("operationMetrics")
+        .first()
+    )
+    # An empty frame over an empty window commits nothing: no commit of ours, nothing written.
+    if mine is None:
         return 0
-    return int((last["operationMetrics"] or {}).get("numOutputRows", 0))
+    return int((mine["operationMetrics"] or {}).get("numOutputRows", 0))
 
 
 def main(argv: list[str] | None = None) -> int:

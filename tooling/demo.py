@@ -300,7 +300,7 @@ def _demo(args: argparse.Namespace, settings, ports) -> int:
             go_live,
             labels_end,
         )
-        versions = trainset.pin_versions(settings)
+        versions = gate.validated_versions(settings, config.name)
         manifest = step(
             "training_set",
             trainset.build_training_set,

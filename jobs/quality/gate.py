@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs import cli, reports
 from jobs.config import ModelConfig, feature_columns, load_model_config
-from jobs.features import build
+from jobs.features import build, labels
 from jobs.lake import clean, ingest
 from jobs.settings import REPO_ROOT, Settings
 from jobs.spark import replace_window, run_job
@@ -101,6 +101,8 @@ class GateResult:
     report: str = ""
     summary_path: str = ""
     seconds: float = 0.0
+    # The Delta versions of gold features and labels this run validated: what training and scoring may use.
+    versions: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def critical_failures(self) -> list[Outcome]:
@@ -131,6 +133,7 @@ class GateResult:
             "skipped": self.skipped,
             "report": self.report,
             "seconds": self.seconds,
+            "versions": self.versions,
         }
 
 
@@ -204,10 +207,13 @@ def volume_band(history: list[int], suite: SuiteSpec) -> tuple[float, float] | N
     return float(p.get("band_low", 0.2)) * median, float(p.get("band_high", 5.0)) * median
 
 
-def _read(spark: SparkSession, settings: Settings, table: tuple[str, str]) -> DataFrame:
+def _read(spark: SparkSession, settings: Settings, table: tuple[str, str], version: int | None = None) -> DataFrame:
     path = settings.table_path(*table)
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
     try:
-        return spark.read.format("delta").load(path)
+        return reader.load(path)
     except Exception as exc:
         if "is not a Delta table" in str(exc) or "PATH_NOT_FOUND" in str(exc):
             raise FileNotFoundError(f"{path} does not exist; run the stages before the gate") from exc
@@ -215,9 +221,10 @@ def _read(spark: SparkSession, settings: Settings, table: tuple[str, str]) -> Da
 
 
 def datasets(
-    spark: SparkSession, settings: Settings, start: date, end: date, suite: SuiteSpec
+    spark: SparkSession, settings: Settings, start: date, end: date, suite: SuiteSpec, gold_version: int | None = None
 ) -> tuple[dict[str, DataFrame], list[int]]:
-    """The four frames the suites validate for the window, and the trailing daily volumes before it."""
+    """The four frames the suites validate for the window (gold at ``gold_version``: the version the gate records
+    as validated), and the trailing daily volumes before it."""
     from pyspark.sql import functions as F
 
     landing = (F.col("landing_date") >= F.lit(start)) & (F.col("landing_date") <= F.lit(end))
@@ -244,7 +251,7 @@ def datasets(
         "bronze": _read(spark, settings, ingest.BRONZE_TABLE).where(landing),
         "volume": volume,
         "silver": _read(spark, settings, clean.SILVER_TABLE).where(landing),
-        "gold": _read(spark, settings, build.GOLD_TABLE).where(
+        "gold": _read(spark, settings, build.GOLD_TABLE, gold_version).where(
             (F.col("as_of_date") >= F.lit(start)) & (F.col("as_of_date") <= F.lit(end))
         ),
     }
@@ -398,9 +405,12 @@ def run_gate(
         raise ValueError(f"end {end} is before start {start}")
     started = time.perf_counter()
     suites = {name: load_suite(name, suites_dir) for name in DATASETS}
-    frames, history = datasets(spark, settings, start, end, suites["volume"])
+    versions = table_versions(spark, settings)
+    frames, history = datasets(spark, settings, start, end, suites["volume"], versions["features"])
     specs, skipped = plan(suites, config, start, end, history)
-    result = GateResult(model=config.name, start=start.isoformat(), end=end.isoformat(), run_id=run_id)
+    result = GateResult(
+        model=config.name, start=start.isoformat(), end=end.isoformat(), run_id=run_id, versions=versions
+    )
     result.skipped = skipped
     if skipped:
         log.info("not checked this run (condition not met): %s", skipped)
@@ -414,11 +424,91 @@ def run_gate(
         result.outcomes = validate(frames, specs, docs, run_id)
     finally:
         gold.unpersist()
+    earlier = unresolved_failures(spark, settings, config.name, start, end)
+    result.outcomes.append(
+        Outcome(
+            dataset="history",
+            expectation="earlier_windows_passed",
+            column="window",
+            severity="critical",
+            success=not earlier,
+            observed=", ".join(earlier) or "none failed",
+            expected="every earlier window's latest gate run passed",
+            notes="a failed window's rows are in the lake: fix its data and re-run its feature pipeline first",
+        )
+    )
     result.report = reports.file_uri(docs / "index.html")
     result.seconds = round(time.perf_counter() - started, 1)
     result.summary_path = str(reports.write_summary(out / reports.SUMMARY_FILES["quality"], result.to_json()))
     _persist(spark, settings, result)
     return result
+
+
+def table_versions(spark: SparkSession, settings: Settings) -> dict[str, int | None]:
+    """The current Delta versions of gold features and labels (None: no such table yet)."""
+    from delta.tables import DeltaTable
+
+    found: dict[str, int | None] = {}
+    for name, table in (("features", build.GOLD_TABLE), ("labels", labels.LABELS_TABLE)):
+        path = settings.table_path(*table)
+        found[name] = (
+            int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+            if DeltaTable.isDeltaTable(spark, path)
+            else None
+        )
+    return found
+
+
+def unresolved_failures(spark: SparkSession, settings: Settings, model: str, start: date, end: date) -> list[str]:
+    """Earlier windows whose latest gate run failed a critical expectation and that no later passing run covered:
+    their rows are in the lake, so no later window may publish (it would train and score on them unnoticed)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    path = settings.table_path(*QUALITY_TABLE)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return []
+    runs = (
+        spark.read.format("delta")
+        .load(path)
+        .where(
+            (F.col("model") == model) & ~((F.col("window_start") == F.lit(start)) & (F.col("window_end") == F.lit(end)))
+        )
+        .where(F.col("window_start") < F.lit(start))
+        .groupBy("window_start", "window_end")
+        .agg(
+            F.max(F.when((F.col("severity") == "critical") & ~F.col("success"), 1).otherwise(0)).alias("failed"),
+            F.max("validated_at").alias("at"),
+        )
+        .collect()
+    )
+    passed = [r for r in runs if not r.failed]
+    return [
+        f"{r.window_start}..{r.window_end}"
+        for r in sorted(runs, key=lambda r: r.window_start)
+        if r.failed
+        and not any(p.window_start <= r.window_start and p.window_end >= r.window_end and p.at > r.at for p in passed)
+    ]
+
+
+def validated_versions(settings: Settings, model: str) -> dict[str, int | None]:
+    """The gold versions the newest passing gate run validated (latest window end): the only versions training may
+    pin. No Spark: read from the gate summaries. Raises when no window has passed the gate."""
+    best = None
+    for path in sorted((settings.reports_root / "quality" / model).glob(f"*/{reports.SUMMARY_FILES['quality']}")):
+        summary = reports.read_summary(path)
+        versions = (summary or {}).get("versions") or {}
+        if not summary or not summary.get("passed") or versions.get("features") is None:
+            continue
+        rank = (summary["end"], path.stat().st_mtime)
+        if best is None or rank > best[0]:
+            best = (rank, versions)
+    if best is None:
+        raise FileNotFoundError(
+            f"no window of {model} has passed the data-quality gate with recorded versions: run the feature pipeline"
+        )
+    labels_version = best[1].get("labels")
+    return {"features": int(best[1]["features"]), "labels": None if labels_version is None else int(labels_version)}
 
 
 def _persist(spark: SparkSession, settings: Settings, result: GateResult) -> int:

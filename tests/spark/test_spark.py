@@ -39,3 +39,26 @@ def test_replace_where_replaces_only_its_partition(spark, tmp_path) -> None:
         ("2024-01-01", 1),
         ("2024-01-02", 20),
     ]
+
+
+def test_replace_window_counts_its_own_commit_when_an_optimize_lands_right_after(spark, tmp_path, monkeypatch) -> None:
+    from delta.tables import DeltaTable
+    from pyspark.sql import DataFrameWriter
+
+    from jobs.spark import replace_window
+
+    path = str(tmp_path / "t")
+    frame = spark.createDataFrame([(d, i) for d in ("a", "b") for i in range(50)], "day string, n int")
+    assert replace_window(frame, path, "day IN ('a', 'b')", "day") == 100
+
+    save = DataFrameWriter.save
+
+    def save_then_optimize(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        DeltaTable.forPath(spark, path).optimize().executeCompaction()  # another job's OPTIMIZE commits right after
+
+    monkeypatch.setattr(DataFrameWriter, "save", save_then_optimize)
+    again = spark.createDataFrame([("a", i) for i in range(7)], "day string, n int")
+    assert replace_window(again, path, "day = 'a'", "day") == 7
+    assert DeltaTable.forPath(spark, path).history(1).first()["operation"] == "OPTIMIZE"
+    assert spark.read.format("delta").load(path).count() == 57

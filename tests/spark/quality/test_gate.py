@@ -371,3 +371,47 @@ def test_gate_fails_on_generator_corruption_beyond_the_threshold(spark, settings
     assert failed == {("volume", "quarantine_share")}
     observed = summary["critical_failures"][0]["observed"]
     assert "1 of 1 rows unexpected" in observed
+
+
+def test_only_versions_that_passed_the_gate_are_published_and_a_failed_window_blocks_the_next(
+    spark, settings, config
+) -> None:
+    from delta.tables import DeltaTable
+
+    from jobs.features import labels
+
+    first, night = date(1997, 1, 1), date(1997, 2, 5)
+    bad_night, next_night = night + timedelta(days=1), night + timedelta(days=2)
+    cdnow.replay(settings.landing_root, first, next_night, cdnow.read_cdnow())
+    _stages(spark, settings, config, first, night)
+    labels.build_labels(spark, settings, config, first, night, "stages")
+    good = gate.run_gate(spark, settings, config, night, night, "n1")
+    assert good.passed, gate.describe(good)
+    assert good.versions["features"] is not None  # (no labels have matured by February: no labels table yet)
+    assert gate.validated_versions(settings, config.name) == good.versions
+
+    # The next night's features land with a broken row: its gate fails, and its versions are never published.
+    _stages(spark, settings, config, bad_night, bad_night)
+    gold = DeltaTable.forPath(spark, settings.table_path(*build.GOLD_TABLE))
+    (victim,) = gold.toDF().where(f"as_of_date = '{bad_night}'").limit(1).collect()
+    gold.update(
+        f"as_of_date = '{bad_night}' AND customer_id = {victim.customer_id}", {"recency_days": "tenure_days + 5"}
+    )
+    bad = gate.run_gate(spark, settings, config, bad_night, bad_night, "n2")
+    assert not bad.passed and bad.versions["features"] > good.versions["features"]
+    assert gate.validated_versions(settings, config.name) == good.versions, "training pins the last passed versions"
+
+    # The night after lands clean data, but the failed night's rows are in the lake (and its increment carries them
+    # on): it does not publish either, and says why.
+    _stages(spark, settings, config, next_night, next_night)
+    blocked = gate.run_gate(spark, settings, config, next_night, next_night, "n3")
+    (history,) = [o for o in blocked.critical_failures if o.dataset == "history"]
+    assert history.expectation == "earlier_windows_passed" and f"{bad_night}..{bad_night}" in history.observed
+    assert gate.validated_versions(settings, config.name) == good.versions
+
+    # Fixed and re-run, the failed night passes; then the next night publishes its versions.
+    build.build_features(spark, settings, config, bad_night, next_night, "fix")
+    assert gate.run_gate(spark, settings, config, bad_night, bad_night, "n2-fix").passed
+    again = gate.run_gate(spark, settings, config, next_night, next_night, "n3-again")
+    assert again.passed, gate.describe(again)
+    assert gate.validated_versions(settings, config.name) == again.versions
