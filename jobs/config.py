@@ -206,6 +206,20 @@ def feature_columns(config: ModelConfig) -> tuple[str, ...]:
     return tuple(columns)
 
 
+def source_first_date(table: str = "transactions") -> date:
+    """The earliest ``source.first_date`` of the model files reading ``table``: what the shared silver table accepts
+    (clean quarantines older orders; the silver suite checks the same bound), so a model with a later first date
+    never fails the gate on rows another model needs."""
+    dates = []
+    for path in sorted(load().models_dir.glob("*.yaml")):
+        config = load_model_config(path)
+        if config.source.table == table:
+            dates.append(config.source.first_date)
+    if not dates:
+        raise ConfigError(f"no model file in {load().models_dir} reads the source table {table!r}")
+    return min(dates)
+
+
 class ConfigError(ValueError):
     """A model config file that cannot be used, with the file and the offending fields named."""
 

@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from jobs import cli
+from jobs.config import source_first_date
 from jobs.lake.ingest import BRONZE_TABLE
 from jobs.settings import Settings
 from jobs.sources import landing
@@ -78,8 +79,9 @@ def parse_fields(bronze: DataFrame) -> DataFrame:
     return plain.unionByName(with_quotes)
 
 
-def classify(bronze: DataFrame) -> DataFrame:
-    """Parse and type every bronze line; ``reason`` is null for a valid line, else the first rule it breaks."""
+def classify(bronze: DataFrame, first_date: date | None = None) -> DataFrame:
+    """Parse and type every bronze line; ``reason`` is null for a valid line, else the first rule it breaks.
+    ``first_date``: orders before it are ``bad_date`` (the silver suite's lower bound, ``source_first_date``)."""
     from pyspark.sql import functions as F
 
     parsed = parse_fields(bronze)
@@ -108,7 +110,9 @@ def classify(bronze: DataFrame) -> DataFrame:
             F.lit(landing.REASON_BAD_CUSTOMER),
         )
         .when(
-            ~F.col("_odate_raw").rlike(r"^\d{4}-\d{2}-\d{2}$") | F.col("_order_date").isNull(),
+            ~F.col("_odate_raw").rlike(r"^\d{4}-\d{2}-\d{2}$")
+            | F.col("_order_date").isNull()
+            | (F.col("_order_date") < F.lit(first_date) if first_date is not None else F.lit(False)),
             F.lit(landing.REASON_BAD_DATE),
         )
         .when(F.col("_order_date") > F.col("landing_date"), F.lit(landing.REASON_FUTURE_DATE))
@@ -203,7 +207,7 @@ def clean(spark: SparkSession, settings: Settings, start: date, end: date, run_i
         if silver is not None
         else spark.createDataFrame([], "transaction_id string")
     )
-    judged = judge(classify(bronze.where(_window(start, end))), seen).persist()
+    judged = judge(classify(bronze.where(_window(start, end)), source_first_date()), seen).persist()
     try:
         counted = {row["landing_date"]: row for row in _reconcile(judged, run_id)}
         # Ingest only lands complete days, so a date of the window without rows is one the source declared empty:

@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs import cli, reports
-from jobs.config import ModelConfig, feature_columns, load_model_config
+from jobs.config import ModelConfig, feature_columns, load_model_config, source_first_date
 from jobs.features import build, labels
 from jobs.lake import clean, ingest
 from jobs.settings import REPO_ROOT, Settings
@@ -372,7 +372,7 @@ def plan(
         **{k: v for suite in suites.values() for k, v in suite.parameters.items()},
         "start": start.isoformat(),
         "end": end.isoformat(),
-        "first_date": config.source.first_date.isoformat(),
+        "first_date": source_first_date(config.source.table).isoformat(),  # what clean accepts into silver
         "window_dates": window_dates(start, end),
         "warmup_end": warmup_end.isoformat(),
         "band_min": band[0] if band else None,

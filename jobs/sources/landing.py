@@ -174,7 +174,7 @@ def is_complete(folder: Path) -> bool:
 REASON_MALFORMED = "malformed_line"  # wrong field count or unparsable line
 REASON_MISSING_COLUMN = "missing_column"  # the file's header lacks a required column
 REASON_BAD_CUSTOMER = "bad_customer_id"  # blank, non-numeric or non-positive customer id
-REASON_BAD_DATE = "bad_date"  # order_date not a yyyy-mm-dd date
+REASON_BAD_DATE = "bad_date"  # order_date not a yyyy-mm-dd date, or before the source's first date
 REASON_FUTURE_DATE = "future_date"  # order_date after the day the file landed
 REASON_BAD_QUANTITY = "bad_quantity"  # quantity not a positive integer or above MAX_QUANTITY
 REASON_BAD_AMOUNT = "bad_amount"  # amount negative, not a number, or above MAX_AMOUNT

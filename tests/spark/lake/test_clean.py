@@ -35,6 +35,7 @@ def test_hand_made_bad_lines_get_the_right_reason(spark, settings) -> None:
             "t10,8,2024-03-01,1,-5.00",
             f"t11,8,2024-03-01,1,{landing.MAX_AMOUNT * 10}",
             "t12,8,2024-03-01,1,NaN",
+            "t14,8,1996-12-31,1,1.00",  # before the source's first date: the silver suite would fail it
         ],
     )
     landing.write_atomic(
@@ -44,14 +45,14 @@ def test_hand_made_bad_lines_get_the_right_reason(spark, settings) -> None:
     (folder / "part-00002.csv").write_bytes(b"")
     landing.mark_complete(folder)
 
-    assert ingest.ingest(spark, settings, day, day, run_id="r") == 15
+    assert ingest.ingest(spark, settings, day, day, run_id="r") == 16
     result = clean.clean(spark, settings, day, day, run_id="c")
-    assert result.landed == 15 and result.accepted == 2 and result.duplicates == 1
+    assert result.landed == 16 and result.accepted == 2 and result.duplicates == 1
     assert result.quarantined == {
         landing.REASON_MALFORMED: 2,
         landing.REASON_MISSING_COLUMN: 1,
         landing.REASON_BAD_CUSTOMER: 2,
-        landing.REASON_BAD_DATE: 1,
+        landing.REASON_BAD_DATE: 2,
         landing.REASON_FUTURE_DATE: 1,
         landing.REASON_BAD_QUANTITY: 2,
         landing.REASON_BAD_AMOUNT: 3,
@@ -70,7 +71,23 @@ def test_hand_made_bad_lines_get_the_right_reason(spark, settings) -> None:
     assert by_line["t13,9,2024-03-01,1"] == landing.REASON_MISSING_COLUMN
     assert all(r.source_file.endswith(".csv") and r.clean_run_id == "c" for r in quarantine.collect())
     ops = _table(spark, settings, clean.RECONCILIATION_TABLE).collect()
-    assert len(ops) == 1 and ops[0].landed == 15 and ops[0].quarantined_bad_amount == 3
+    assert len(ops) == 1 and ops[0].landed == 16 and ops[0].quarantined_bad_amount == 3
+    assert by_line["t14,8,1996-12-31,1,1.00"] == landing.REASON_BAD_DATE
+
+
+def test_clean_and_the_silver_suite_agree_on_the_oldest_order_date() -> None:
+    from jobs.config import load_model_config, source_first_date
+    from jobs.quality import gate
+
+    config = load_model_config("purchase_propensity")
+    suites = {name: gate.load_suite(name) for name in gate.DATASETS}
+    specs, _ = gate.plan(suites, config, date(1997, 3, 1), date(1997, 3, 1), [])
+    (bound,) = [
+        s.kwargs["min_value"]
+        for s in specs["silver"]
+        if s.type == "expect_column_values_to_be_between" and s.kwargs.get("column") == "order_date"
+    ]
+    assert bound == source_first_date(config.source.table).isoformat() == "1997-01-01"
 
 
 def test_generator_corruptions_reconcile_with_its_manifest(spark, settings) -> None:
