@@ -47,9 +47,10 @@ def test_gzip_is_read_by_its_magic_bytes(tmp_path: Path, name: str) -> None:
     ("name", "data", "says"),
     [
         ("part-0.csv.gz", b"transaction_id\n", "not gzip"),
-        ("part-0.csv.gz", gzip.compress(b"transaction_id\n" * 1000)[:-20], "EOFError"),
+        ("part-0.csv.gz", gzip.compress(b"transaction_id\n" * 1000, mtime=0)[:-20], "EOFError"),
         ("part-0.csv", b"transaction_id\n\xe9\n", "not UTF-8"),
     ],
+    ids=["gz-name-not-gzip", "truncated-gzip", "not-utf8"],  # stable ids: every xdist worker collects the same
 )
 def test_a_file_that_cannot_be_read_correctly_names_itself(tmp_path: Path, name: str, data: bytes, says: str) -> None:
     path = tmp_path / name
