@@ -114,3 +114,18 @@ def test_stable_nights_stay_quiet_and_persistent_drift_opens_one_episode(spark, 
     assert read(drift.METRICS_TABLE).count() == 4 * (len(STRONG) + 1)
     assert read(drift.ALERTS_TABLE).count() == 1
     assert read(drift.WINDOWS_TABLE).where(f"as_of_date = '{days[3]}'").first().run_id == "rerun"
+
+
+def test_the_night_is_monitored_against_the_version_that_scored_it(spark, monitored) -> None:
+    import mlflow
+
+    settings, config, version = monitored
+    batch.run_inference(spark, settings, config, FIRST, "score")
+    # A promotion lands between the night's score and monitor_drift tasks.
+    newer = register(config, synthetic_frame(8000, 3, date(1997, 3, 1)), STRONG)
+    mlflow.MlflowClient().set_registered_model_alias(config.name, registry.CHAMPION, str(newer))
+    summary = drift.monitor(spark, settings, config, FIRST, "monitor")
+    assert summary["model_version"] == version != newer
+    assert drift.scored_version(spark, settings, config, FIRST) == version
+    with pytest.raises(ValueError, match="run inference"):
+        drift.scored_version(spark, settings, config, FIRST + timedelta(days=1))
