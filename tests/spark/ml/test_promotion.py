@@ -5,30 +5,12 @@ nothing, and a check-and-set against a champion moved outside the decision fails
 from __future__ import annotations
 
 import json
-from datetime import date
 
 import pytest
 
-from jobs.config import load_model_config
 from jobs.ml import promotion
 from jobs.ml.registry import CHAMPION, PromotionError, StaleChampionError, aliases, move_champion
-from tests.registry_helpers import NOISE, STRONG, WEAK, register, synthetic_frame, write_training_set
-
-
-@pytest.fixture(scope="module")
-def data():
-    return {
-        "train": synthetic_frame(6000, 1, date(1997, 3, 1)),
-        "holdout": synthetic_frame(6000, 2, date(1997, 9, 1)),
-    }
-
-
-@pytest.fixture()
-def registry(settings, data):
-    """A training set whose holdout is the evaluation set, in this test's lake and fresh MLflow store."""
-    config = load_model_config("purchase_propensity")
-    write_training_set(settings, config, data["train"], data["holdout"])
-    return settings, config
+from tests.registry_helpers import NOISE, STRONG, WEAK, register
 
 
 def _with(config, **gates):
