@@ -41,6 +41,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@echo "installing pinned packages (first time: several GB, mostly torch's CUDA wheels; cached after)"
 	$(VENV)/bin/uv pip install --python $(PY) -r requirements.lock
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
+	@# Airflow puts plugins/ on sys.path when it starts; the venv does too, so lint-imports, pytest and a shell
+	@# import mlplatform without PYTHONPATH.
+	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/mlplatform-plugins.pth", "w").write(sys.argv[1] + chr(10))' $(CURDIR)/plugins
 	@touch $@
 
 $(PLATFORM)/.ready: $(VENV)/.installed
@@ -93,11 +96,11 @@ bench-100m: setup
 	$(PY) -m bench.report
 
 # ruff (with Airflow's AIR rules), then the layer contracts of pyproject.toml's [tool.importlinter]: a wrong-way
-# import or a cycle fails here with import-linter's own message (mlplatform is importable from plugins/).
+# import or a cycle fails here with import-linter's own message (the venv's mlplatform-plugins.pth finds mlplatform).
 lint: setup
 	$(VENV)/bin/ruff check dags plugins jobs tooling include tests bench
 	$(VENV)/bin/ruff format --check dags plugins jobs tooling include tests bench
-	PYTHONPATH=plugins $(VENV)/bin/lint-imports --no-cache --no-logo
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 lock:
 	@test -x $(VENV)/bin/uv || (test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PY) -m pip install -q "uv==$(UV_VERSION)")
