@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,14 +101,11 @@ def enqueue(settings: Settings, message: Message) -> Message:
     return message
 
 
-def pending(settings: Settings, model: str | None = None, keys: Iterable[str] | None = None) -> list[Message]:
-    """Pending messages, oldest first; only ``model``'s, or only ``keys``, when given."""
+def pending(settings: Settings, model: str | None = None) -> list[Message]:
+    """Pending messages, oldest first; only ``model``'s when given."""
     folder = settings.outbox_root / PENDING
-    wanted = {digest(k) for k in keys} if keys is not None else None
     found = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        if wanted is not None and path.stem not in wanted:
-            continue
         message = _read(path)
         if message is not None and (model is None or message.model == model):
             found.append(message)
@@ -137,22 +134,16 @@ class Delivery:
 
     sent: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    busy: list[str] = field(default_factory=list)  # claimed by another deliverer right now
 
 
-def deliver(
-    settings: Settings,
-    send: Callable[[Message], None],
-    model: str | None = None,
-    keys: Iterable[str] | None = None,
-) -> Delivery:
-    """Send every pending message (of ``model``, or with ``keys``) through ``send``; mark each sent once ``send``
+def deliver(settings: Settings, send: Callable[[Message], None], model: str | None = None) -> Delivery:
+    """Send every pending message (of ``model``) through ``send``; mark each sent once ``send``
     returned. A failure is recorded on the message (attempts, last error) and it stays pending for the next call."""
     done = Delivery()
-    for message in pending(settings, model, keys):
+    for message in pending(settings, model):
         lock = _claim(settings, message.key)
         if lock is None:
-            done.busy.append(message.key)
+            log.info("outbox: %s is being delivered by another task right now", message.key)
             continue
         try:
             if _read(_path(settings, SENT, message.key)) is not None:  # sent by another deliverer meanwhile
