@@ -54,6 +54,10 @@ class Settings:
     reports_url: str = ""  # empty: reports are linked as file:// URIs of reports_root
     # A date with at most this many rows is scored by the driver's copy of the model, not spark_udf (0: never).
     score_driver_max_rows: int = 500_000
+    # A Spark Connect server (sc://host:port): jobs run as its thin clients instead of starting a JVM each (empty:
+    # a classic session, local or under spark-submit). Its own port when this platform starts one (jobs.spark --serve).
+    spark_remote: str = ""
+    spark_connect_port: int = 15002
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -82,6 +86,8 @@ class Settings:
             spark_driver_memory=_env("MLP_SPARK_DRIVER_MEMORY", "4g"),
             spark_shuffle_partitions=int(_env("MLP_SPARK_SHUFFLE_PARTITIONS", "8")),
             delta_package=_env("MLP_DELTA_PACKAGE", ""),  # empty: derived from the installed delta-spark
+            spark_remote=_env("MLP_SPARK_REMOTE", ""),
+            spark_connect_port=int(_env("MLP_SPARK_CONNECT_PORT", "15002")),
             training_backend=backend,
             # The image built from the Dockerfile's `training` stage; pin a digest in production.
             training_image=_env("MLP_TRAINING_IMAGE", "mlplatform-training:latest"),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobs import cli
@@ -69,11 +71,23 @@ def get_spark(
 ) -> SparkSession:
     """Build (or reuse) a SparkSession with Delta enabled.
 
-    Under spark-submit the master and packages are already set by the launcher; building here reuses them.
+    With ``spark_remote`` set (``MLP_SPARK_REMOTE=sc://...``) it is a Spark Connect client session: the server
+    holds the JVM, the Delta jars and their configuration, so nothing starts here but a gRPC channel. Otherwise a
+    classic session; under spark-submit the master and packages are already set by the launcher.
     """
     from pyspark.sql import SparkSession
 
     settings = settings or load()
+    if settings.spark_remote and master is None:
+        # Connect's own builder: the client needs no JVM here, and may live beside a classic session (the tests).
+        from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+        session = ConnectSession.builder.remote(settings.spark_remote).appName(app_name).getOrCreate()
+        # Only session-level SQL settings can be changed from a client; the server fixed the rest at its start.
+        for key, value in (overrides or {}).items():
+            if key.startswith("spark.sql.") or key.startswith("spark.databricks.delta."):
+                session.conf.set(key, value)
+        return session
     # The driver's Python must be the workers' Python too (venv, not the system interpreter).
     os.environ.setdefault("PYSPARK_PYTHON", settings.spark_python)
     os.environ.setdefault("SPARK_LOCAL_IP", settings.spark_local_ip)
@@ -85,6 +99,63 @@ def get_spark(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def connect_server_argv(settings: Settings, port: int, overrides: dict[str, str] | None = None) -> list[str]:
+    """``spark-submit`` of Spark's own Spark Connect server (its jar ships in the pyspark wheel) with the jobs'
+    Delta packages and configuration, bound to ``spark_local_ip:port``."""
+    conf = spark_conf(settings, overrides)
+    packages = conf.pop("spark.jars.packages")
+    conf["spark.connect.grpc.binding.address"] = settings.spark_local_ip
+    conf["spark.connect.grpc.binding.port"] = str(port)
+    # A client that died (an Airflow kill, a lost worker) leaves its running operations detached: interrupt them
+    # after 30 s instead of Spark's default 5 minutes, so a killed task does not hold the cores the next one needs.
+    conf.setdefault("spark.connect.execute.manager.detachedTimeout", "30s")
+    conf.setdefault("spark.connect.execute.manager.maintenanceInterval", "5s")
+    argv = [
+        str(Path(sys.executable).parent / "spark-submit"),
+        "--class",
+        "org.apache.spark.sql.connect.service.SparkConnectServer",
+        "--name",
+        "mlplatform-connect",
+        "--master",
+        settings.spark_master,
+        "--packages",
+        packages,
+    ]
+    for key, value in conf.items():
+        argv += ["--conf", f"{key}={value}"]
+    return [*argv, "spark-internal"]
+
+
+def connect_server_env(settings: Settings) -> dict[str, str]:
+    """The server's environment: its Python workers (UDFs, mapInArrow) run the venv's Python and import ``jobs``."""
+    from jobs.settings import REPO_ROOT
+
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, **submit_env(settings), "PYTHONPATH": path}
+
+
+def is_delta_table(spark: SparkSession, path: str) -> bool:
+    """Whether ``path`` holds a Delta table; through SQL, so it works on a classic and a Spark Connect session
+    (Delta's Python ``DeltaTable`` API needs Delta's Connect plugin, not published for this Delta)."""
+    return bool(delta_history(spark, path, 1))
+
+
+def delta_history(spark: SparkSession, path: str, limit: int = 1) -> list[Any]:
+    """The newest ``limit`` commits of the Delta table at ``path`` (rows of DESCRIBE HISTORY), [] if there is none."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        return spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT {int(limit)}").collect()
+    except AnalysisException as exc:
+        if (
+            "DELTA_TABLE_ONLY_OPERATION" in str(exc)
+            or "DELTA_MISSING_DELTA_TABLE" in str(exc)
+            or "PATH_NOT_FOUND" in str(exc)
+        ):
+            return []
+        raise
 
 
 def run_job(name: str, work: Callable[[Any, Settings], T], overrides: Callable[[Settings], dict] | None = None) -> T:
@@ -105,21 +176,12 @@ def replace_window(frame: DataFrame, path: str, where: str, partition_by: str | 
     a concurrent OPTIMIZE or another job's write may land between the write and the read of the history."""
     import uuid
 
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
-
     spark = frame.sparkSession
     token = f"mlp-replace-{uuid.uuid4().hex}"
     writer = frame.write.format("delta").mode("overwrite").option("replaceWhere", where)
     writer = writer.option("userMetadata", token)
     (writer.partitionBy(partition_by) if partition_by else writer).save(path)
-    mine = (
-        DeltaTable.forPath(spark, path)
-        .history(100)
-        .where(F.col("userMetadata") == token)
-        .select("operationMetrics")
-        .first()
-    )
+    mine = next((row for row in delta_history(spark, path, 100) if row["userMetadata"] == token), None)
     # An empty frame over an empty window commits nothing: no commit of ours, nothing written.
     if mine is None:
         return 0
@@ -127,11 +189,20 @@ def replace_window(frame: DataFrame, path: str, where: str, partition_by: str | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``--prefetch`` resolves the Delta jars into the Ivy cache and checks a Delta round trip."""
+    """CLI: ``--prefetch`` resolves the Delta jars into the Ivy cache and checks a Delta round trip; ``--serve`` runs
+    a Spark Connect server with Delta in the foreground (replacing this process, so a signal reaches the JVM)."""
     parser = cli.parser("jobs.spark", main.__doc__)
     parser.add_argument("--prefetch", action="store_true", help="download Delta jars into the cache")
+    parser.add_argument("--serve", action="store_true", help="run a Spark Connect server with Delta (foreground)")
+    parser.add_argument("--port", type=int, default=None, help="the server's port (default MLP_SPARK_CONNECT_PORT)")
     args = parser.parse_args(argv)
     cli.setup_logging()
+    if args.serve:
+        settings = load()
+        port = args.port or settings.spark_connect_port
+        log.info("Spark Connect server with %s on %s:%d", delta_package(settings), settings.spark_local_ip, port)
+        argv_ = connect_server_argv(settings, port)
+        os.execve(argv_[0], argv_, connect_server_env(settings))
     if not args.prefetch:
         parser.print_help()
         return 0

@@ -446,16 +446,12 @@ def run_gate(
 
 def table_versions(spark: SparkSession, settings: Settings) -> dict[str, int | None]:
     """The current Delta versions of gold features and labels (None: no such table yet)."""
-    from delta.tables import DeltaTable
+    from jobs.spark import delta_history
 
     found: dict[str, int | None] = {}
     for name, table in (("features", build.GOLD_TABLE), ("labels", labels.LABELS_TABLE)):
-        path = settings.table_path(*table)
-        found[name] = (
-            int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
-            if DeltaTable.isDeltaTable(spark, path)
-            else None
-        )
+        newest = delta_history(spark, settings.table_path(*table), 1)
+        found[name] = int(newest[0]["version"]) if newest else None
     return found
 
 
