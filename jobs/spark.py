@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobs import cli
-from jobs.settings import Settings, load
+from jobs.settings import REPO_ROOT, Settings, load
 
 T = TypeVar("T")
 
@@ -101,10 +101,10 @@ def get_spark(
     return spark
 
 
-def connect_server_argv(settings: Settings, port: int, overrides: dict[str, str] | None = None) -> list[str]:
+def connect_server_argv(settings: Settings, port: int) -> list[str]:
     """``spark-submit`` of Spark's own Spark Connect server (its jar ships in the pyspark wheel) with the jobs'
     Delta packages and configuration, bound to ``spark_local_ip:port``."""
-    conf = spark_conf(settings, overrides)
+    conf = spark_conf(settings)
     packages = conf.pop("spark.jars.packages")
     conf["spark.connect.grpc.binding.address"] = settings.spark_local_ip
     conf["spark.connect.grpc.binding.port"] = str(port)
@@ -130,20 +130,14 @@ def connect_server_argv(settings: Settings, port: int, overrides: dict[str, str]
 
 def connect_server_env(settings: Settings) -> dict[str, str]:
     """The server's environment: its Python workers (UDFs, mapInArrow) run the venv's Python and import ``jobs``."""
-    from jobs.settings import REPO_ROOT
-
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, **submit_env(settings), "PYTHONPATH": path}
 
 
-def is_delta_table(spark: SparkSession, path: str) -> bool:
-    """Whether ``path`` holds a Delta table; through SQL, so it works on a classic and a Spark Connect session
-    (Delta's Python ``DeltaTable`` API needs Delta's Connect plugin, not published for this Delta)."""
-    return bool(delta_history(spark, path, 1))
-
-
 def delta_history(spark: SparkSession, path: str, limit: int = 1) -> list[Any]:
-    """The newest ``limit`` commits of the Delta table at ``path`` (rows of DESCRIBE HISTORY), [] if there is none."""
+    """The newest ``limit`` commits of the Delta table at ``path`` (rows of DESCRIBE HISTORY), [] if there is none.
+    Through SQL, so it works on a classic and a Spark Connect session (Delta's Python ``DeltaTable`` API needs
+    Delta's Connect plugin, not published for this Delta)."""
     from pyspark.errors import AnalysisException
 
     try:
