@@ -80,8 +80,13 @@ def get_spark(
     settings = settings or load()
     if settings.spark_remote and master is None:
         # Connect's own builder: the client needs no JVM here, and may live beside a classic session (the tests).
+        from pyspark import SparkContext
         from pyspark.sql.connect.session import SparkSession as ConnectSession
 
+        if SparkContext._active_spark_context is None:
+            # pyspark.sql.functions then build Connect columns, as after SparkSession.builder.remote(). A process
+            # that also holds a classic session (the tests) keeps classic functions: use SQL strings there.
+            os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
         session = ConnectSession.builder.remote(settings.spark_remote).appName(app_name).getOrCreate()
         # Only session-level SQL settings can be changed from a client; the server fixed the rest at its start.
         for key, value in (overrides or {}).items():
@@ -152,22 +157,102 @@ def delta_history(spark: SparkSession, path: str, limit: int = 1) -> list[Any]:
         raise
 
 
+def is_delta_table(spark: SparkSession, path: str) -> bool:
+    """Whether a Delta table exists at ``path`` (through SQL, on either session kind)."""
+    return bool(delta_history(spark, path, 1))
+
+
+def _column_ddl(schema: Any) -> str:
+    return ", ".join(
+        f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in schema.fields
+    )
+
+
+def create_delta_table(
+    spark: SparkSession,
+    path: str,
+    schema: Any,
+    properties: dict[str, str] | None = None,
+    partition_by: str | None = None,
+) -> None:
+    """``CREATE TABLE IF NOT EXISTS`` a Delta table at ``path`` with ``schema`` (a StructType) and table properties:
+    SQL, so it works over Spark Connect too (Delta's ``DeltaTable.createIfNotExists`` builder does not)."""
+    sql = f"CREATE TABLE IF NOT EXISTS delta.`{path}` ({_column_ddl(schema)}) USING DELTA"
+    if partition_by:
+        sql += f" PARTITIONED BY (`{partition_by}`)"
+    if properties:
+        sql += " TBLPROPERTIES (" + ", ".join(f"'{k}' = '{v}'" for k, v in properties.items()) + ")"
+    spark.sql(sql)
+
+
+def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
+    """The Delta table's properties (``DESCRIBE DETAIL``)."""
+    row = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
+    return dict(row["properties"] or {}) if row else {}
+
+
+def merge_into(spark: SparkSession, path: str, source: DataFrame, on: str, clauses: str) -> None:
+    """``MERGE INTO delta.`path` t USING <source> s ON <on> <clauses>`` (``t`` the table, ``s`` the source): SQL
+    over a temporary view of ``source``, which works on a classic and a Spark Connect session alike."""
+    import uuid
+
+    view = f"mlp_merge_{uuid.uuid4().hex}"
+    source.createOrReplaceTempView(view)
+    try:
+        spark.sql(f"MERGE INTO delta.`{path}` AS t USING {view} AS s ON {on} {clauses}")
+    finally:
+        spark.catalog.dropTempView(view)
+
+
+def is_connect(spark: Any) -> bool:
+    """Whether ``spark`` is a Spark Connect client session (no JVM, no SparkContext here)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def default_parallelism(spark: SparkSession) -> int:
+    """Spark's default parallelism: the SparkContext's on a classic session; over Connect, which has none here,
+    ``spark.default.parallelism`` if the server set it, else its shuffle partitions."""
+    if not is_connect(spark):
+        return int(spark.sparkContext.defaultParallelism)
+    value = spark.conf.get("spark.default.parallelism", None) or spark.conf.get("spark.sql.shuffle.partitions")
+    return max(1, int(value))
+
+
 def run_job(name: str, work: Callable[[Any, Settings], T], overrides: Callable[[Settings], dict] | None = None) -> T:
-    """A job's ``main``: log to stderr, start its Spark session, run ``work(spark, settings)``, always stop Spark."""
+    """A job's ``main``: log to stderr, start its Spark session, run ``work(spark, settings)``, always stop Spark.
+
+    On a Spark Connect session, SIGTERM (Airflow killing the task, a timeout) first interrupts this session's
+    operations on the server, so a killed task never keeps the cores the next task needs."""
+    import signal
+
     cli.setup_logging()
     settings = load()
     spark = get_spark(name, settings=settings, overrides=overrides(settings) if overrides else None)
+    previous = None
+    if is_connect(spark):
+
+        def interrupt(signum: int, frame: Any) -> None:
+            log.warning("%s: signal %d, interrupting this session's Spark operations", name, signum)
+            try:
+                spark.interruptAll()
+            finally:
+                raise SystemExit(128 + signum)
+
+        previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         return work(spark, settings)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         spark.stop()
 
 
-def replace_window(frame: DataFrame, path: str, where: str, partition_by: str | None) -> int:
-    """Atomically replace the rows matching ``where`` in a Delta table (creating it); return the rows written.
+def write_window(frame: DataFrame, path: str, where: str, partition_by: str | None) -> tuple[int | None, dict]:
+    """Atomically replace the rows matching ``where`` in a Delta table (creating it); return this write's own
+    commit: its version and operation metrics (None and {} if it committed nothing).
 
-    The count comes from this write's own commit (tagged with a unique ``userMetadata``), not from the newest one:
-    a concurrent OPTIMIZE or another job's write may land between the write and the read of the history."""
+    The commit is found by a unique ``userMetadata`` tag, not taken as the newest one: a concurrent OPTIMIZE or
+    another job's write may land between the write and the read of the history."""
     import uuid
 
     spark = frame.sparkSession
@@ -178,8 +263,13 @@ def replace_window(frame: DataFrame, path: str, where: str, partition_by: str | 
     mine = next((row for row in delta_history(spark, path, 100) if row["userMetadata"] == token), None)
     # An empty frame over an empty window commits nothing: no commit of ours, nothing written.
     if mine is None:
-        return 0
-    return int((mine["operationMetrics"] or {}).get("numOutputRows", 0))
+        return None, {}
+    return int(mine["version"]), dict(mine["operationMetrics"] or {})
+
+
+def replace_window(frame: DataFrame, path: str, where: str, partition_by: str | None) -> int:
+    """``write_window``; return the rows written."""
+    return int(write_window(frame, path, where, partition_by)[1].get("numOutputRows", 0))
 
 
 def main(argv: list[str] | None = None) -> int:

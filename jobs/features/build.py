@@ -33,7 +33,7 @@ from jobs import cli
 from jobs.config import ModelConfig, feature_columns, load_model_config, window_suffixes
 from jobs.lake.clean import SILVER_TABLE
 from jobs.settings import Settings
-from jobs.spark import run_job
+from jobs.spark import create_delta_table, delta_history, is_delta_table, run_job, write_window
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -312,9 +312,7 @@ def compute_increment(
 
 
 def _read(spark: SparkSession, path: str) -> DataFrame | None:
-    from delta.tables import DeltaTable
-
-    return spark.read.format("delta").load(path) if DeltaTable.isDeltaTable(spark, path) else None
+    return spark.read.format("delta").load(path) if is_delta_table(spark, path) else None
 
 
 def _has_rows(frame: DataFrame) -> bool:
@@ -330,7 +328,6 @@ def build_features(
     that landed on or after ``start`` with an earlier ``order_date`` means yesterday's gold may have missed it,
     so such a day is backfilled from the full history instead: correct, only slower.
     """
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
     from pyspark.sql.types import StructField, StructType
 
@@ -367,23 +364,16 @@ def build_features(
     if gold is None:
         # Statistics only on the key: stats on ~40 feature columns would cost as much CPU as the write itself,
         # and nobody skips files by a feature value.
-        (
-            DeltaTable.createIfNotExists(spark)
-            .location(gold_path)
-            .addColumns(StructType([StructField(f.name, f.dataType, nullable=True) for f in features.schema]))
-            .partitionedBy("as_of_date")
-            .property("delta.dataSkippingStatsColumns", "customer_id")
-            .execute()
+        create_delta_table(
+            spark,
+            gold_path,
+            StructType([StructField(f.name, f.dataType, nullable=True) for f in features.schema]),
+            {"delta.dataSkippingStatsColumns": "customer_id"},
+            partition_by="as_of_date",
         )
-    (
-        features.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", f"as_of_date >= '{start}' AND as_of_date <= '{end}'")
-        .partitionBy("as_of_date")
-        .save(gold_path)
+    version, metrics = write_window(
+        features, gold_path, f"as_of_date >= '{start}' AND as_of_date <= '{end}'", "as_of_date"
     )
-    last = DeltaTable.forPath(spark, gold_path).history(1).select("version", "operationMetrics").first()
-    metrics = last["operationMetrics"] or {}
     summary = {
         "table": gold_path,
         "model": config.name,
@@ -393,7 +383,8 @@ def build_features(
         "dates": (end - start).days + 1,
         "rows": int(metrics.get("numOutputRows", 0)),
         "files": int(metrics.get("numFiles", 0)),
-        "version": int(last["version"]),
+        # An empty window commits nothing of its own: the table's version is then the one it was read at.
+        "version": version if version is not None else int(delta_history(spark, gold_path)[0]["version"]),
         "run_id": run_id,
     }
     log.info(

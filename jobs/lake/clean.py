@@ -19,7 +19,7 @@ from jobs.config import source_first_date
 from jobs.lake.ingest import BRONZE_TABLE
 from jobs.settings import Settings
 from jobs.sources import landing
-from jobs.spark import replace_window, run_job
+from jobs.spark import is_delta_table, replace_window, run_job
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -186,9 +186,7 @@ def _window(start: date, end: date, column: str = "landing_date") -> str:
 
 
 def _read_delta(spark: SparkSession, path: str) -> DataFrame | None:
-    from delta.tables import DeltaTable
-
-    return spark.read.format("delta").load(path) if DeltaTable.isDeltaTable(spark, path) else None
+    return spark.read.format("delta").load(path) if is_delta_table(spark, path) else None
 
 
 def clean(spark: SparkSession, settings: Settings, start: date, end: date, run_id: str) -> CleanResult:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from jobs import cli
 from jobs.settings import Settings
 from jobs.sources import landing
-from jobs.spark import replace_window, run_job
+from jobs.spark import default_parallelism, replace_window, run_job
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -145,18 +145,11 @@ def _read_task_files(tasks: list[list[tuple[str, str, date]]], batches: Iterator
                     yield batch(day, uri, kinds, headers, lines)
 
 
-def _parallelism(spark: SparkSession) -> int:
-    try:
-        return int(spark.sparkContext.defaultParallelism)
-    except Exception:  # Spark Connect has no SparkContext
-        return int(spark.conf.get("spark.default.parallelism", "2") or 2)
-
-
 def read_landing(spark: SparkSession, files: list[tuple[Path, date]]) -> DataFrame:
     """Every physical line of ``files``: landing_date, source_file, kind (header, blank, data), header, raw_line."""
     if not files:
         return spark.createDataFrame([], LINES_SCHEMA)
-    tasks = read_tasks(files, _parallelism(spark))
+    tasks = read_tasks(files, default_parallelism(spark))
     return spark.range(0, len(tasks), 1, len(tasks)).mapInArrow(partial(_read_task_files, tasks), LINES_SCHEMA)
 
 

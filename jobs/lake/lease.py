@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from jobs.settings import Settings
+from jobs.spark import create_delta_table, merge_into
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -69,19 +70,11 @@ def retry_conflicts(fn: Callable[[], T], *, attempts: int = 10, delay_s: float =
 
 
 def _table(spark: SparkSession, settings: Settings) -> str:
-    from delta.tables import DeltaTable
-
     path = settings.table_path(*LEASES_TABLE)
     schema = spark.createDataFrame([], LEASE_SCHEMA).schema
 
     def create() -> None:
-        (
-            DeltaTable.createIfNotExists(spark)
-            .location(path)
-            .addColumns(schema)
-            .property("delta.isolationLevel", "Serializable")
-            .execute()
-        )
+        create_delta_table(spark, path, schema, {"delta.isolationLevel": "Serializable"})
 
     retry_conflicts(create, what="create ops/leases")
     return path
@@ -97,32 +90,22 @@ def holder(spark: SparkSession, settings: Settings, key: str) -> dict | None:
 
 def _claim(spark: SparkSession, path: str, key: str, owner: str, ttl_s: float) -> None:
     """One MERGE: take ``key`` if it is free, expired, or already ours (renewing it)."""
-    from delta.tables import DeltaTable
-
     now = time.time()
     row = [(key, owner, socket.gethostname(), now, now + ttl_s)]
     source = spark.createDataFrame(row, LEASE_SCHEMA)
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(source.alias("s"), "t.key = s.key")
-        .whenMatchedUpdateAll(condition=f"t.expires_at < {now!r} OR t.owner = s.owner")
-        .whenNotMatchedInsertAll()
-        .execute()
+    merge_into(
+        spark,
+        path,
+        source,
+        "t.key = s.key",
+        f"WHEN MATCHED AND (t.expires_at < {now!r} OR t.owner = s.owner) THEN UPDATE SET * "
+        "WHEN NOT MATCHED THEN INSERT *",
     )
 
 
 def _release(spark: SparkSession, path: str, key: str, owner: str) -> None:
-    from delta.tables import DeltaTable
-
     source = spark.createDataFrame([(key, owner, "", 0.0, 0.0)], LEASE_SCHEMA)
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(source.alias("s"), "t.key = s.key")
-        .whenMatchedDelete(condition="t.owner = s.owner")
-        .execute()
-    )
+    merge_into(spark, path, source, "t.key = s.key", "WHEN MATCHED AND t.owner = s.owner THEN DELETE")
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.lake.lease import retry_conflicts
 from jobs.settings import Settings
+from jobs.spark import create_delta_table, is_delta_table, table_properties
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -44,23 +45,19 @@ _READY: set[str] = set()  # tables this process already made sure of
 
 def ensure(spark: SparkSession, settings: Settings) -> str:
     """Create the audit table (append-only) if needed; an older table gains the new columns and the property."""
-    from delta.tables import DeltaTable
-
     location = path(settings)
-    if location in _READY and DeltaTable.isDeltaTable(spark, location):
+    if location in _READY and is_delta_table(spark, location):
         return location
     schema = spark.createDataFrame([], AUDIT_SCHEMA).schema
 
     def create() -> None:
-        DeltaTable.createIfNotExists(spark).location(location).addColumns(schema).property(
-            "delta.appendOnly", "true"
-        ).execute()
-        table = DeltaTable.forPath(spark, location)
-        missing = [f for f in schema.fields if f.name not in table.toDF().columns]
+        create_delta_table(spark, location, schema, {"delta.appendOnly": "true"})
+        columns = spark.read.format("delta").load(location).columns
+        missing = [f for f in schema.fields if f.name not in columns]
         if missing:  # a table from before phases: add the columns (old rows read them as null)
             columns = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in missing)
             spark.sql(f"ALTER TABLE delta.`{location}` ADD COLUMNS ({columns})")
-        if table.detail().first()["properties"].get("delta.appendOnly") != "true":
+        if table_properties(spark, location).get("delta.appendOnly") != "true":
             spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ('delta.appendOnly' = 'true')")
 
     retry_conflicts(create, what="create ops/model_decisions")
@@ -113,11 +110,10 @@ def append(spark: SparkSession, settings: Settings, record: dict[str, Any]) -> N
 
 def read(spark: SparkSession, settings: Settings, model: str) -> list[dict[str, Any]]:
     """Every audit row of ``model``, oldest first (no table yet: none)."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     location = path(settings)
-    if not DeltaTable.isDeltaTable(spark, location):
+    if not is_delta_table(spark, location):
         return []
     frame = spark.read.format("delta").load(location).where(F.col("model") == model)
     if "recorded_at" in frame.columns:

@@ -34,7 +34,7 @@ from jobs.ml.registry import experiment_id
 from jobs.monitoring import alerts, statistics
 from jobs.serving import batch
 from jobs.settings import Settings
-from jobs.spark import replace_window, run_job
+from jobs.spark import is_delta_table, replace_window, run_job
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,12 +52,11 @@ EVIDENTLY = "evidently.html"  # Evidently's own page, beside index.html
 def scored_version(spark: SparkSession, settings: Settings, config: ModelConfig, as_of: date) -> int:
     """The model version that scored ``as_of`` (gold predictions hold one per date): the night is monitored against
     the model that produced its scores, even if ``@champion`` moved since."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     path = settings.table_path(*batch.PREDICTIONS_TABLE)
     versions = []
-    if DeltaTable.isDeltaTable(spark, path):
+    if is_delta_table(spark, path):
         versions = [
             r.model_version
             for r in spark.read.format("delta")
@@ -231,12 +230,11 @@ def performance(
 
 def _history(spark: SparkSession, settings: Settings, config: ModelConfig, as_of: date, version: int) -> tuple:
     """(windows of this champion version up to ``as_of``, alerts sent for the model so far)."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     windows, sent = [], []
     path = settings.table_path(*WINDOWS_TABLE)
-    if DeltaTable.isDeltaTable(spark, path):
+    if is_delta_table(spark, path):
         rows = (
             spark.read.format("delta")
             .load(path)
@@ -257,7 +255,7 @@ def _history(spark: SparkSession, settings: Settings, config: ModelConfig, as_of
             for r in rows
         ]
     path = settings.table_path(*ALERTS_TABLE)
-    if DeltaTable.isDeltaTable(spark, path):
+    if is_delta_table(spark, path):
         sent = [
             alerts.Alert(r.as_of_date, r.episode_id)
             for r in spark.read.format("delta").load(path).where(F.col("model") == config.name).collect()

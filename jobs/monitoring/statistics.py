@@ -49,6 +49,8 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
+from jobs.spark import default_parallelism
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -456,7 +458,7 @@ def profiles(frames: list[DataFrame], columns: list[str], quantiles: int = QUANT
         lambda batches: _partial(batches, width, CHUNK_ROWS, SKETCH_POINTS, DISTINCT_CAP), _PARTIAL_SCHEMA
     )
     keys = len(frames) * width
-    merged = partial.repartition(max(1, min(keys, spark.sparkContext.defaultParallelism)), "side", "col").mapInArrow(
+    merged = partial.repartition(max(1, min(keys, default_parallelism(spark))), "side", "col").mapInArrow(
         lambda batches: _final(batches, SKETCH_POINTS, DISTINCT_CAP, quantiles, EXACT_VALUES), _FINAL_SCHEMA
     )
     found = {(row["side"], row["col"]): row for row in merged.collect()}

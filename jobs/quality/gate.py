@@ -30,7 +30,7 @@ from jobs.config import ModelConfig, feature_columns, load_model_config, source_
 from jobs.features import build, labels
 from jobs.lake import clean, ingest
 from jobs.settings import REPO_ROOT, Settings
-from jobs.spark import replace_window, run_job
+from jobs.spark import is_delta_table, replace_window, run_job
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -458,11 +458,10 @@ def table_versions(spark: SparkSession, settings: Settings) -> dict[str, int | N
 def unresolved_failures(spark: SparkSession, settings: Settings, model: str, start: date, end: date) -> list[str]:
     """Earlier windows whose latest gate run failed a critical expectation and that no later passing run covered:
     their rows are in the lake, so no later window may publish (it would train and score on them unnoticed)."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     path = settings.table_path(*QUALITY_TABLE)
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not is_delta_table(spark, path):
         return []
     runs = (
         spark.read.format("delta")
