@@ -58,12 +58,18 @@ class Settings:
     # a classic session, local or under spark-submit). Its own port when this platform starts one (jobs.spark --serve).
     spark_remote: str = ""
     spark_connect_port: int = 15002
+    # How the DAGs' Spark tasks run: "submit" (a spark-submit, a JVM per task) or "connect" (a thin client process
+    # of the Spark Connect server that the Airflow connection `spark_connect_default` names).
+    spark_mode: str = "submit"
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read ``MLP_*`` variables, falling back to a self-contained local layout under ``.platform/``."""
         home = Path(_env("MLP_HOME", str(REPO_ROOT / ".platform"))).resolve()
         backend = _env("MLP_TRAINING_BACKEND", "local")
+        spark_mode = _env("MLP_SPARK_MODE", "submit")
+        if spark_mode not in {"submit", "connect"}:
+            raise ValueError(f"MLP_SPARK_MODE must be 'submit' or 'connect', got {spark_mode!r}")
         if backend not in {"local", "kubernetes"}:
             raise ValueError(f"MLP_TRAINING_BACKEND must be 'local' or 'kubernetes', got {backend!r}")
         return cls(
@@ -88,6 +94,7 @@ class Settings:
             delta_package=_env("MLP_DELTA_PACKAGE", ""),  # empty: derived from the installed delta-spark
             spark_remote=_env("MLP_SPARK_REMOTE", ""),
             spark_connect_port=int(_env("MLP_SPARK_CONNECT_PORT", "15002")),
+            spark_mode=spark_mode,
             training_backend=backend,
             # The image built from the Dockerfile's `training` stage; pin a digest in production.
             training_image=_env("MLP_TRAINING_IMAGE", "mlplatform-training:latest"),

@@ -1,6 +1,7 @@
-"""Operators: the data-quality gate and the promotion job (SparkSubmitOperators that tell a final verdict from a
-failed job), and the two training backends (a local subprocess and a Kubernetes GPU pod), both verified against
-MLflow. Each links its task instance to what it produced (see ``mlplatform.links``)."""
+"""Operators: a Spark job (spark-submit, or a Spark Connect client), the data-quality gate and the promotion job
+(Spark jobs that tell a final verdict from a failed job), and the two training backends (a local subprocess and a
+Kubernetes GPU pod), both verified against MLflow. Each links its task instance to what it produced (see
+``mlplatform.links``)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,78 @@ from mlplatform.links import (
     push_mlflow_run,
 )
 
+# What a Spark Connect client prints when its server died, restarted (a new session) or cannot be reached.
+SERVER_LOST = ("INVALID_HANDLE", "SESSION_CHANGED", "StatusCode.UNAVAILABLE", "failed to connect to all addresses")
 
-class QualityGateOperator(SparkSubmitOperator):
-    """Run ``jobs.quality.gate`` under spark-submit; a failed critical expectation fails the task without retries.
+
+class SparkJobOperator(SparkSubmitOperator):
+    """Run ``include/spark_entry.py <module> <args>`` (a jobs module's ``main``) as a Spark job.
+
+    ``spark_mode="submit"``: a spark-submit on ``conn_id`` (a JVM of its own per task). ``"connect"``: a thin
+    client process of the long-running Spark Connect server that the ``spark_connect`` connection ``connect_conn_id``
+    names (the provider's SparkConnectHook builds its ``sc://`` URL, which the job reads as ``MLP_SPARK_REMOTE``).
+    The same entry point and arguments either way. Killing the task (a timeout, a mark-failed) sends the client
+    SIGTERM, and the job interrupts its own operations on the server before it exits.
+    """
+
+    def __init__(
+        self, *, spark_mode: str = "submit", connect_conn_id: str = "spark_connect_default", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.spark_mode = spark_mode
+        self.connect_conn_id = connect_conn_id
+        self._client: Any = None
+
+    def execute(self, context: Any) -> Any:
+        if self.spark_mode != "connect":
+            return super().execute(context)
+        import os
+        import signal
+        import subprocess
+        import sys
+
+        from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
+
+        url = SparkConnectHook(self.connect_conn_id).get_connection_url()
+        argv = [sys.executable, str(self.application), *[str(a) for a in self.application_args or []]]
+        env = {**os.environ, **(self.env_vars or {}), "MLP_SPARK_REMOTE": url}
+        self.log.info("Spark Connect client of %s: %s", url.split(";")[0], " ".join(argv[1:]))
+        lost = None  # the first sign that the server went away or lost this client's session
+        with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as client:
+            self._client = client
+            for line in client.stdout:
+                self.log.info("%s", line.rstrip())
+                if lost is None and any(sign in line for sign in SERVER_LOST):
+                    lost = line.strip()[:300]
+            code = client.wait()
+        if code < 0:
+            raise AirflowException(f"Spark Connect client killed by {signal.Signals(-code).name}")
+        if code != 0 and lost:
+            raise AirflowException(
+                f"Spark Connect client exited with {code}: the server at {url.split(';')[0]} went away or restarted "
+                f"during the job ({lost}); a retry runs the job again from its start"
+            )
+        if code != 0:
+            raise AirflowException(f"Spark Connect client exited with {code}; see its log above")
+        return None
+
+    def on_kill(self) -> None:
+        if self.spark_mode != "connect":
+            return super().on_kill()
+        client = self._client
+        if client is not None and client.poll() is None:
+            import subprocess
+
+            client.terminate()  # the job interrupts its server-side operations, then exits
+            try:
+                client.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                client.kill()
+        return None
+
+
+class QualityGateOperator(SparkJobOperator):
+    """Run ``jobs.quality.gate`` as a Spark job; a failed critical expectation fails the task without retries.
 
     A crashed JVM or a lost executor is retried as usual. A gate that ran and found bad data would find it again,
     so that failure is final at once (AirflowFailException) and the notifier mails the team straight away. On
@@ -187,8 +257,8 @@ def training_pod_operator(**kwargs: Any) -> Any:
     return TrainingPodOperator(**kwargs)
 
 
-class PromotionOperator(SparkSubmitOperator):
-    """Run ``jobs.ml.promotion`` (evaluate, decide, audit, move aliases) under spark-submit.
+class PromotionOperator(SparkJobOperator):
+    """Run ``jobs.ml.promotion`` (evaluate, decide, audit, move aliases) as a Spark job.
 
     A manual promotion that the gates refused, a request that cannot be carried out (no such version, no reason),
     or a recorded decision that could not be applied (the champion was moved outside it) is final at once: asking
@@ -259,8 +329,8 @@ def _link_decision(context: Any, decision: dict | None) -> None:
         push_mlflow_run(context, decision.get("evaluation_run_id"))
 
 
-class DriftMonitorOperator(SparkSubmitOperator):
-    """Run ``jobs.monitoring.drift`` under spark-submit; return tonight's alert decision (small) for the alert."""
+class DriftMonitorOperator(SparkJobOperator):
+    """Run ``jobs.monitoring.drift`` as a Spark job; return tonight's alert decision (small) for the alert."""
 
     template_fields = (*SparkSubmitOperator.template_fields, "summary_path", "as_of_date")
     operator_extra_links = (*SparkSubmitOperator.operator_extra_links, DriftReportLink())

@@ -20,9 +20,11 @@ def features_asset(model: str) -> Any:
 
 
 def spark_job(task_id: str, module: str, args: list[str], operator: Any = None, **kwargs: Any) -> Any:
-    """A SparkSubmitOperator (or ``operator``, a subclass) on ``spark_default`` running ``<module>``'s main."""
+    """A SparkJobOperator (or ``operator``, a subclass) running ``<module>``'s main: a spark-submit on
+    ``spark_default``, or with ``MLP_SPARK_MODE=connect`` a client of the Spark Connect server of
+    ``spark_connect_default``."""
     if operator is None:
-        from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator as operator
+        from mlplatform.operators import SparkJobOperator as operator
 
     settings = load()
     conf = spark_conf(settings)
@@ -36,6 +38,7 @@ def spark_job(task_id: str, module: str, args: list[str], operator: Any = None, 
         packages=packages,
         name=f"mlplatform-{task_id}",
         env_vars=submit_env(settings),
+        spark_mode=settings.spark_mode,
         **kwargs,
     )
 
@@ -121,7 +124,7 @@ TRIGGERED_BY = (
 
 
 def promotion_task(task_id: str, model: str, kind: str, args: list[str], **kwargs: Any) -> Any:
-    """``jobs.ml.promotion <kind>`` under spark-submit: evaluate, decide, audit, move aliases, then mail the
+    """``jobs.ml.promotion <kind>`` as a Spark job: evaluate, decide, audit, move aliases, then mail the
     team the audited outcome (through the outbox, from the task itself)."""
     from mlplatform.operators import PromotionOperator
 
