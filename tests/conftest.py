@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -78,6 +79,32 @@ def spark() -> Iterator[object]:
     )
     yield session
     session.stop()
+
+
+# The tests' Spark Connect servers: two cores, as the tests' own sessions.
+CONNECT_TEST_ENV = {
+    "MLP_SPARK_MASTER": "local[2]",
+    "MLP_SPARK_DRIVER_MEMORY": "2g",
+    "MLP_SPARK_SHUFFLE_PARTITIONS": "2",
+}
+
+
+@pytest.fixture(scope="session")
+def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    """The platform's Spark Connect server (``python -m jobs.spark --serve``) on a free loopback port, for the
+    test session (one per xdist worker), stopped after: its ``url``, ``port`` and ``log``."""
+    from tooling import connect
+
+    port = connect.free_port()
+    log = tmp_path_factory.mktemp("spark-connect") / "server.log"
+    with connect.serve(port, log, CONNECT_TEST_ENV) as url:
+        yield SimpleNamespace(url=url, port=port, log=log)
+
+
+@pytest.fixture(scope="session")
+def connect_url(connect_server: SimpleNamespace) -> str:
+    """``sc://127.0.0.1:<port>`` of the session's Spark Connect server."""
+    return connect_server.url
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

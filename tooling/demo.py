@@ -237,16 +237,31 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AIRFLOW_CONN_SMTP_DEFAULT", settings.smtp_connection_json())
     os.environ.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[*]"}))
     ports = stack.Ports.from_env()
-    ours = stack.running(settings, "airflow") is None
-    if ours:  # it starts while the backfill runs; the nights after go-live go through its scheduler
-        log.info("starting Airflow standalone in the background on 127.0.0.1:%d for the nights", ports.airflow)
-        stack.start(settings, ports, only=("airflow",))
+    # MLP_SPARK_MODE=connect: one Spark Connect server for everything (the backfill here, training, every Airflow
+    # task), so no job starts a JVM of its own. The default, submit, runs a spark-submit per Airflow task.
+    connect = settings.spark_mode == "connect"
+    wanted = ("spark-connect", "airflow") if connect else ("airflow",)
+    ours = tuple(name for name in wanted if stack.running(settings, name) is None)
+    if ours:  # Airflow starts while the backfill runs; the nights after go-live go through its scheduler
+        log.info(
+            "starting %s in the background (Airflow on 127.0.0.1:%d, for the nights)", ", ".join(ours), ports.airflow
+        )
+        started = stack.start(settings, ports, only=ours)
     try:
+        if connect:
+            if "spark-connect" in ours:
+                health, pid = started["spark-connect"]
+                stack.wait_healthy(health, 300, pid)
+            os.environ["MLP_SPARK_REMOTE"] = f"sc://{settings.spark_local_ip}:{settings.spark_connect_port}"
+            settings = load()
+            log.info("Spark jobs run as clients of the Spark Connect server at %s", settings.spark_remote)
         return _demo(args, settings, ports)
     finally:
         if ours:
-            log.info("stopping the Airflow this demo started (`make up` serves it again, with these runs)")
-            stack.down(settings, only=("airflow",))
+            log.info(
+                "stopping what this demo started: %s (`make up` serves it again, with these runs)", ", ".join(ours)
+            )
+            stack.down(settings, only=ours)
 
 
 def _demo(args: argparse.Namespace, settings, ports) -> int:

@@ -4,7 +4,10 @@
   :8080, with the simple auth manager's generated admin password printed;
 * the MLflow UI on :5000 over the platform's tracking store;
 * the loopback SMTP server on :8025 that keeps every message as a ``.eml`` file under ``.platform/mail``;
-* the reports folder (drift, data quality, evaluation HTML) served read-only on :8000.
+* the reports folder (drift, data quality, evaluation HTML) served read-only on :8000;
+* with ``MLP_SPARK_MODE=connect``, the Spark Connect server (Spark's own, with the jobs' Delta packages) on :15002
+  (``MLP_SPARK_CONNECT_PORT``): Airflow's Spark tasks are its thin clients, so no task starts a JVM of its own
+  (the default, ``submit``, still runs a spark-submit per task).
 
 Everything binds 127.0.0.1 and lives under ``$MLP_HOME/run`` (pid files) and ``$MLP_HOME/logs``. Laptop only: the
 scale-out stack is docker-compose.yaml / the Helm values.
@@ -70,16 +73,27 @@ def airflow_env(settings: Settings, ports: Ports) -> dict[str, str]:
         "AIRFLOW__API__BASE_URL": f"http://{HOST}:{ports.airflow}",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW_CONN_SMTP_DEFAULT": os.environ.get("AIRFLOW_CONN_SMTP_DEFAULT") or settings.smtp_connection_json(),
+        # connect: Spark tasks as clients of the stack's Spark Connect server; submit: a spark-submit each.
+        "MLP_SPARK_MODE": settings.spark_mode,
+        "AIRFLOW_CONN_SPARK_CONNECT_DEFAULT": os.environ.get("AIRFLOW_CONN_SPARK_CONNECT_DEFAULT")
+        or connect_connection_json(settings),
         "MLP_MLFLOW_UI_URL": f"http://{HOST}:{ports.mlflow}",
         "MLP_REPORTS_URL": f"http://{HOST}:{ports.reports}",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
 
+def connect_connection_json(settings: Settings) -> str:
+    """The Spark provider's ``spark_connect`` connection to the stack's Spark Connect server."""
+    return json.dumps(
+        {"conn_type": "spark_connect", "host": settings.spark_local_ip, "port": settings.spark_connect_port}
+    )
+
+
 def services(settings: Settings, ports: Ports) -> dict[str, tuple[list[str], dict[str, str], str]]:
     """name -> (command, environment, health URL or ``tcp://host:port``)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return {
+    found = {
         "mail": ([sys.executable, "-m", "tooling.mailsink"], env, f"tcp://{settings.smtp_host}:{settings.smtp_port}"),
         "mlflow": (
             [
@@ -107,6 +121,15 @@ def services(settings: Settings, ports: Ports) -> dict[str, tuple[list[str], dic
             f"http://{HOST}:{ports.airflow}/api/v2/monitor/health",
         ),
     }
+    if settings.spark_mode != "connect":
+        return found
+    # Before Airflow, so its first Spark task finds the server.
+    server = (
+        [sys.executable, "-m", "jobs.spark", "--serve"],
+        env,
+        f"tcp://{settings.spark_local_ip}:{settings.spark_connect_port}",
+    )
+    return {**{k: v for k, v in found.items() if k != "airflow"}, "spark-connect": server, "airflow": found["airflow"]}
 
 
 def _pid_file(settings: Settings, name: str) -> Path:
@@ -341,7 +364,7 @@ def down(settings: Settings, grace: float = 30, only: tuple[str, ...] = ()) -> l
     import psutil
 
     stopped = []
-    for name in ("airflow", "mlflow", "reports", "mail"):
+    for name in ("airflow", "spark-connect", "mlflow", "reports", "mail"):
         if only and name not in only:
             continue
         pid = running(settings, name)
@@ -392,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         up(settings, ports, timeout=args.timeout)
     for name, (_, _, health) in services(settings, ports).items():
         pid = running(settings, name)
-        print(f"{name:8s}: {'up' if pid and _healthy(health) else 'down'}{f' (pid {pid})' if pid else ''}")
+        print(f"{name:13s}: {'up' if pid and _healthy(health) else 'down'}{f' (pid {pid})' if pid else ''}")
     print(describe(settings, ports))
     return 0
 

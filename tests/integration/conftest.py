@@ -1,13 +1,31 @@
-"""Integration fixtures: a migrated Airflow metadata database (SQLite) in the session's isolated AIRFLOW_HOME."""
+"""Integration fixtures: a migrated Airflow metadata database (SQLite) in the session's isolated AIRFLOW_HOME, and,
+for a test that asks, Spark tasks as clients of the session's Spark Connect server (MLP_SPARK_MODE=connect, the
+provider's ``spark_connect_default`` connection)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
+
+
+@pytest.fixture()
+def spark_connect_mode(connect_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Spark tasks run as Spark Connect clients of the session's server (a test asks for it; the DAG tests still
+    spark-submit until the DAGs' jobs are verified over Connect)."""
+    url = urlparse(connect_url.replace("sc://", "http://"))
+    monkeypatch.setenv("MLP_SPARK_MODE", "connect")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SPARK_CONNECT_DEFAULT",
+        json.dumps({"conn_type": "spark_connect", "host": url.hostname, "port": url.port}),
+    )
+    yield connect_url
 
 
 @pytest.fixture(scope="session")
