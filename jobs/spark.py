@@ -162,6 +162,11 @@ def is_delta_table(spark: SparkSession, path: str) -> bool:
     return bool(delta_history(spark, path, 1))
 
 
+def read_delta(spark: SparkSession, path: str) -> DataFrame | None:
+    """The Delta table at ``path``, or None if there is none yet."""
+    return spark.read.format("delta").load(path) if is_delta_table(spark, path) else None
+
+
 def _column_ddl(schema: Any) -> str:
     return ", ".join(
         f"`{f.name}` {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}" for f in schema.fields

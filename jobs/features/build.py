@@ -33,7 +33,7 @@ from jobs import cli
 from jobs.config import ModelConfig, feature_columns, load_model_config, window_suffixes
 from jobs.lake.clean import SILVER_TABLE
 from jobs.settings import Settings
-from jobs.spark import create_delta_table, delta_history, is_delta_table, run_job, write_window
+from jobs.spark import create_delta_table, delta_history, read_delta, run_job, write_window
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -311,10 +311,6 @@ def compute_increment(
     return _finish(state.select("*", *_derived(config)).withColumn("as_of_date", today), config, run_id)
 
 
-def _read(spark: SparkSession, path: str) -> DataFrame | None:
-    return spark.read.format("delta").load(path) if is_delta_table(spark, path) else None
-
-
 def _has_rows(frame: DataFrame) -> bool:
     return bool(frame.limit(1).count())
 
@@ -334,10 +330,10 @@ def build_features(
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     silver_path, gold_path = settings.table_path(*SILVER_TABLE), settings.table_path(*GOLD_TABLE)
-    silver = _read(spark, silver_path)
+    silver = read_delta(spark, silver_path)
     if silver is None:
         raise FileNotFoundError(f"silver table not found at {silver_path}; run the clean stage first")
-    gold = _read(spark, gold_path)
+    gold = read_delta(spark, gold_path)
     expected = gold_columns(config)
     if gold is not None and set(gold.columns) != set(expected):
         raise ValueError(

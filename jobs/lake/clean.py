@@ -19,7 +19,7 @@ from jobs.config import source_first_date
 from jobs.lake.ingest import BRONZE_TABLE
 from jobs.settings import Settings
 from jobs.sources import landing
-from jobs.spark import is_delta_table, replace_window, run_job
+from jobs.spark import read_delta, replace_window, run_job
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -185,20 +185,16 @@ def _window(start: date, end: date, column: str = "landing_date") -> str:
     return f"{column} >= '{start}' AND {column} <= '{end}'"
 
 
-def _read_delta(spark: SparkSession, path: str) -> DataFrame | None:
-    return spark.read.format("delta").load(path) if is_delta_table(spark, path) else None
-
-
 def clean(spark: SparkSession, settings: Settings, start: date, end: date, run_id: str) -> CleanResult:
     """Clean the bronze landing window [start, end] into silver and quarantine; write reconciliation counts."""
     from pyspark.sql import functions as F
 
     bronze_path = settings.table_path(*BRONZE_TABLE)
-    bronze = _read_delta(spark, bronze_path)
+    bronze = read_delta(spark, bronze_path)
     if bronze is None:
         raise FileNotFoundError(f"no bronze table at {bronze_path}; run ingest first")
     silver_path = settings.table_path(*SILVER_TABLE)
-    silver = _read_delta(spark, silver_path)
+    silver = read_delta(spark, silver_path)
     lookback = start - timedelta(days=DEDUP_LOOKBACK_DAYS)
     seen = (
         silver.where(f"landing_date >= '{lookback}' AND landing_date < '{start}'").select("transaction_id")

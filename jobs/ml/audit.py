@@ -52,8 +52,8 @@ def ensure(spark: SparkSession, settings: Settings) -> str:
 
     def create() -> None:
         create_delta_table(spark, location, schema, {"delta.appendOnly": "true"})
-        columns = spark.read.format("delta").load(location).columns
-        missing = [f for f in schema.fields if f.name not in columns]
+        present = spark.read.format("delta").load(location).columns
+        missing = [f for f in schema.fields if f.name not in present]
         if missing:  # a table from before phases: add the columns (old rows read them as null)
             columns = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in missing)
             spark.sql(f"ALTER TABLE delta.`{location}` ADD COLUMNS ({columns})")
