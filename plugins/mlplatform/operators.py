@@ -27,6 +27,22 @@ from mlplatform.links import (
 SERVER_LOST = ("INVALID_HANDLE", "SESSION_CHANGED", "StatusCode.UNAVAILABLE", "failed to connect to all addresses")
 
 
+def _stream(operator: Any, argv: list[str], env: dict[str, str], watch: Any = None, cwd: Any = None) -> int:
+    """Run ``argv``, log its output line by line (``watch`` sees each line too), return its exit code; the process
+    is ``operator._client`` meanwhile, for ``on_kill``."""
+    import subprocess
+
+    with subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        operator._client = process
+        for line in process.stdout:
+            operator.log.info("%s", line.rstrip())
+            if watch is not None:
+                watch(line)
+        return process.wait()
+
+
 class SparkJobOperator(SparkSubmitOperator):
     """Run ``include/spark_entry.py <module> <args>`` (a jobs module's ``main``) as a Spark job.
 
@@ -50,7 +66,6 @@ class SparkJobOperator(SparkSubmitOperator):
             return super().execute(context)
         import os
         import signal
-        import subprocess
         import sys
 
         from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
@@ -59,20 +74,19 @@ class SparkJobOperator(SparkSubmitOperator):
         argv = [sys.executable, str(self.application), *[str(a) for a in self.application_args or []]]
         env = {**os.environ, **(self.env_vars or {}), "MLP_SPARK_REMOTE": url}
         self.log.info("Spark Connect client of %s: %s", url.split(";")[0], " ".join(argv[1:]))
-        lost = None  # the first sign that the server went away or lost this client's session
-        with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as client:
-            self._client = client
-            for line in client.stdout:
-                self.log.info("%s", line.rstrip())
-                if lost is None and any(sign in line for sign in SERVER_LOST):
-                    lost = line.strip()[:300]
-            code = client.wait()
+        lost: list[str] = []  # the first sign that the server went away or lost this client's session
+
+        def watch(line: str) -> None:
+            if not lost and any(sign in line for sign in SERVER_LOST):
+                lost.append(line.strip()[:300])
+
+        code = _stream(self, argv, env, watch)
         if code < 0:
             raise AirflowException(f"Spark Connect client killed by {signal.Signals(-code).name}")
         if code != 0 and lost:
             raise AirflowException(
                 f"Spark Connect client exited with {code}: the server at {url.split(';')[0]} went away or restarted "
-                f"during the job ({lost}); a retry runs the job again from its start"
+                f"during the job ({lost[0]}); a retry runs the job again from its start"
             )
         if code != 0:
             raise AirflowException(f"Spark Connect client exited with {code}; see its log above")
@@ -185,19 +199,13 @@ class LocalTrainingOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         import os
         import signal
-        import subprocess
         import sys
 
         from jobs.settings import REPO_ROOT
 
         argv = [sys.executable if self.command[0] == "python" else self.command[0], *self.command[1:]]
         self.log.info("running: %s", " ".join(argv))
-        with subprocess.Popen(
-            argv, cwd=REPO_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        ) as process:
-            for line in process.stdout:
-                self.log.info("%s", line.rstrip())
-            code = process.wait()
+        code = _stream(self, argv, os.environ.copy(), cwd=REPO_ROOT)
         if code < 0:
             raise AirflowException(
                 f"training process killed by {signal.Signals(-code).name} (out of memory? the OOM killer sends SIGKILL)"
