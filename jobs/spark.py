@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CONNECT_LOG4J = REPO_ROOT / "include" / "spark" / "log4j2-connect.properties"
 DELTA_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -106,10 +107,11 @@ def get_spark(
     return spark
 
 
-def connect_server_argv(settings: Settings, port: int) -> list[str]:
+def connect_server_argv(settings: Settings, port: int, extra_conf: dict[str, str] | None = None) -> list[str]:
     """``spark-submit`` of Spark's own Spark Connect server (its jar ships in the pyspark wheel) with the jobs'
-    Delta packages and configuration, bound to ``spark_local_ip:port``."""
-    conf = spark_conf(settings)
+    Delta packages and configuration (plus ``extra_conf``, e.g. fixed driver ports), bound to
+    ``spark_local_ip:port``."""
+    conf = {**spark_conf(settings), **(extra_conf or {})}
     packages = conf.pop("spark.jars.packages")
     conf["spark.connect.grpc.binding.address"] = settings.spark_local_ip
     conf["spark.connect.grpc.binding.port"] = str(port)
@@ -117,6 +119,8 @@ def connect_server_argv(settings: Settings, port: int) -> list[str]:
     # after 30 s instead of Spark's default 5 minutes, so a killed task does not hold the cores the next one needs.
     conf.setdefault("spark.connect.execute.manager.detachedTimeout", "30s")
     conf.setdefault("spark.connect.execute.manager.maintenanceInterval", "5s")
+    # Warnings and the server's own lines, not every query plan (include/spark/log4j2-connect.properties).
+    conf.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{CONNECT_LOG4J}")
     argv = [
         str(Path(sys.executable).parent / "spark-submit"),
         "--class",
@@ -209,6 +213,14 @@ def merge_into(spark: SparkSession, path: str, source: DataFrame, on: str, claus
         spark.catalog.dropTempView(view)
 
 
+def to_pandas(frame: DataFrame) -> Any:
+    """``frame.toPandas()`` without what a Spark Connect client leaves in ``attrs`` (its plan's metrics and
+    observations): pandas writes ``attrs`` into a parquet file's metadata as JSON, which they are not."""
+    out = frame.toPandas()
+    out.attrs.clear()
+    return out
+
+
 def is_connect(spark: Any) -> bool:
     """Whether ``spark`` is a Spark Connect client session (no JVM, no SparkContext here)."""
     return type(spark).__module__.startswith("pyspark.sql.connect")
@@ -284,13 +296,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefetch", action="store_true", help="download Delta jars into the cache")
     parser.add_argument("--serve", action="store_true", help="run a Spark Connect server with Delta (foreground)")
     parser.add_argument("--port", type=int, default=None, help="the server's port (default MLP_SPARK_CONNECT_PORT)")
+    parser.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark setting of the server (repeatable)"
+    )
     args = parser.parse_args(argv)
     cli.setup_logging()
     if args.serve:
         settings = load()
         port = args.port or settings.spark_connect_port
+        extra = dict(item.split("=", 1) for item in args.conf if "=" in item)
+        if len(extra) != len(args.conf):
+            parser.error(f"--conf takes KEY=VALUE, got {[c for c in args.conf if '=' not in c]}")
         log.info("Spark Connect server with %s on %s:%d", delta_package(settings), settings.spark_local_ip, port)
-        argv_ = connect_server_argv(settings, port)
+        argv_ = connect_server_argv(settings, port, extra)
         os.execve(argv_[0], argv_, connect_server_env(settings))
     if not args.prefetch:
         parser.print_help()

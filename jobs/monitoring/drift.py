@@ -34,7 +34,7 @@ from jobs.ml.registry import experiment_id
 from jobs.monitoring import alerts, statistics
 from jobs.serving import batch
 from jobs.settings import Settings
-from jobs.spark import is_delta_table, replace_window, run_job
+from jobs.spark import is_delta_table, replace_window, run_job, to_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -164,7 +164,7 @@ def reference_sample(
     sampled = _reference(spark, settings, config, champion).sample(fraction=fraction, seed=7).limit(limit)
     # Scored after sampling: only the sample's rows go through the model.
     scored = batch.score(sampled.select(*columns), champion["uri"], columns, settings.score_driver_max_rows)
-    frame = scored.select(*cols).toPandas()
+    frame = to_pandas(scored.select(*cols))
     cache.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(cache)
     return frame
@@ -208,7 +208,7 @@ def performance(
         .select("customer_id", "label")
     )
     # Two columns of one date (tens of thousands of rows at most): small enough for the driver.
-    joined = scores.join(labels, "customer_id").toPandas()
+    joined = to_pandas(scores.join(labels, "customer_id"))
     if joined.empty or joined["label"].nunique() < 2:
         return None
     metrics = evaluate(joined["label"].to_numpy(), joined[SCORE].to_numpy())
@@ -497,7 +497,7 @@ def write_report(
     fraction = {name: min(1.0, 1.2 * limit / max(total, 1)) for name, total in totals.items()}
     sides = {
         "reference": reference_sample(spark, settings, config, champion, columns, limit, fraction["reference"]),
-        "current": current_df.sample(fraction=fraction["current"], seed=7).limit(limit).select(*cols).toPandas(),
+        "current": to_pandas(current_df.sample(fraction=fraction["current"], seed=7).limit(limit).select(*cols)),
     }
     plotted = [c for c in cols if binnable(sides["reference"][c], sides["current"][c])]
     skipped = sorted(set(cols) - set(plotted))

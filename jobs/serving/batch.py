@@ -21,7 +21,7 @@ from jobs.config import ModelConfig, feature_columns, load_model_config
 from jobs.features.build import GOLD_TABLE
 from jobs.ml.registry import resolve_champion
 from jobs.settings import Settings
-from jobs.spark import replace_window, run_job
+from jobs.spark import replace_window, run_job, to_pandas
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -51,7 +51,7 @@ def _score_in_driver(features_df: DataFrame, model_uri: str, columns: list[str])
     import numpy as np
     from pyspark.sql.types import DoubleType, StructField, StructType
 
-    frame = features_df.toPandas()
+    frame = to_pandas(features_df)
     model = mlflow.pyfunc.load_model(model_uri)
     frame["score"] = np.asarray(model.predict(frame[columns]), dtype="float64").reshape(-1) if len(frame) else []
     schema = StructType([*features_df.schema.fields, StructField("score", DoubleType())])

@@ -101,3 +101,46 @@ def test_driver_scoring_of_a_small_date_gives_spark_udfs_scores(spark, lake) -> 
     assert list(in_driver.columns) == [*frame.columns, "score"]
     assert (merged["score_udf"] - merged["score_driver"]).abs().max() < 1e-9
     assert merged["score_driver"].between(0, 1).all() and merged["score_driver"].nunique() > 100
+
+
+def test_spark_udf_scores_through_a_spark_connect_client_equal_the_drivers(spark, lake, connect_url) -> None:
+    """A connect-mode scoring task is a thin client: MLflow's spark_udf then runs on the Connect server's Python
+    workers (a client process here, as the task's is); its scores are the driver's copy of the model's."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from pyspark.sql import functions as F
+
+    settings, config, first, _ = lake
+    uri = f"models:/{config.name}/{first}"
+    columns = batch.model_columns(uri, config)
+    path = settings.table_path(*GOLD_TABLE)
+    client = textwrap.dedent(
+        f"""
+        import json
+        from jobs.serving import batch
+        from jobs.spark import get_spark, is_connect
+        spark = get_spark("udf-over-connect")
+        assert is_connect(spark)
+        frame = spark.read.format("delta").load({path!r}).where("as_of_date = DATE'{DAYS[0]}'")
+        scored = batch.score(frame.select("customer_id", *{columns!r}), {uri!r}, {columns!r}, driver_max_rows=0)
+        print(json.dumps({{r["customer_id"]: r["score"] for r in scored.collect()}}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", client],
+        env={**os.environ, "MLP_SPARK_REMOTE": connect_url},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    over_connect = {int(k): v for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+    gold = spark.read.format("delta").load(path).where(F.col("as_of_date") == DAYS[0])
+    in_driver = batch.score(gold.select("customer_id", *columns), uri, columns, driver_max_rows=10_000).toPandas()
+    assert len(over_connect) == len(in_driver) == 600
+    for customer, score in zip(in_driver["customer_id"], in_driver["score"], strict=True):
+        assert over_connect[int(customer)] == pytest.approx(score, abs=1e-9)
