@@ -58,16 +58,17 @@ class Settings:
     # a classic session, local or under spark-submit). Its own port when this platform starts one (jobs.spark --serve).
     spark_remote: str = ""
     spark_connect_port: int = 15002
-    # How the DAGs' Spark tasks run: "submit" (a spark-submit, a JVM per task) or "connect" (a thin client process
-    # of the Spark Connect server that the Airflow connection `spark_connect_default` names).
-    spark_mode: str = "submit"
+    # How the DAGs' Spark tasks run: "connect" (a thin client process of the long-running Spark Connect server that
+    # the Airflow connection `spark_connect_default` names) or "submit" (a spark-submit, a JVM per task, for clusters
+    # where no Connect server runs).
+    spark_mode: str = "connect"
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read ``MLP_*`` variables, falling back to a self-contained local layout under ``.platform/``."""
         home = Path(_env("MLP_HOME", str(REPO_ROOT / ".platform"))).resolve()
         backend = _env("MLP_TRAINING_BACKEND", "local")
-        spark_mode = _env("MLP_SPARK_MODE", "submit")
+        spark_mode = _env("MLP_SPARK_MODE", "connect")
         if spark_mode not in {"submit", "connect"}:
             raise ValueError(f"MLP_SPARK_MODE must be 'submit' or 'connect', got {spark_mode!r}")
         if backend not in {"local", "kubernetes"}:

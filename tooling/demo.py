@@ -237,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AIRFLOW_CONN_SMTP_DEFAULT", settings.smtp_connection_json())
     os.environ.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": "local[*]"}))
     ports = stack.Ports.from_env()
-    # MLP_SPARK_MODE=connect: one Spark Connect server for everything (the backfill here, training, every Airflow
-    # task), so no job starts a JVM of its own. The default, submit, runs a spark-submit per Airflow task.
+    # MLP_SPARK_MODE=connect, the default: one Spark Connect server for everything (the backfill here, every Airflow
+    # task), so no job starts a JVM of its own. MLP_SPARK_MODE=submit runs a spark-submit per Airflow task.
     connect = settings.spark_mode == "connect"
     wanted = ("spark-connect", "airflow") if connect else ("airflow",)
     ours = tuple(name for name in wanted if stack.running(settings, name) is None)

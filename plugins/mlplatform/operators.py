@@ -46,15 +46,15 @@ def _stream(operator: Any, argv: list[str], env: dict[str, str], watch: Any = No
 class SparkJobOperator(SparkSubmitOperator):
     """Run ``include/spark_entry.py <module> <args>`` (a jobs module's ``main``) as a Spark job.
 
-    ``spark_mode="submit"``: a spark-submit on ``conn_id`` (a JVM of its own per task). ``"connect"``: a thin
-    client process of the long-running Spark Connect server that the ``spark_connect`` connection ``connect_conn_id``
-    names (the provider's SparkConnectHook builds its ``sc://`` URL, which the job reads as ``MLP_SPARK_REMOTE``).
+    ``spark_mode="connect"`` (the default): a thin client process of the long-running Spark Connect server that the
+    ``spark_connect`` connection ``connect_conn_id`` names (the provider's SparkConnectHook builds its ``sc://`` URL,
+    which the job reads as ``MLP_SPARK_REMOTE``). ``"submit"``: a spark-submit on ``conn_id`` (a JVM per task).
     The same entry point and arguments either way. Killing the task (a timeout, a mark-failed) sends the client
     SIGTERM, and the job interrupts its own operations on the server before it exits.
     """
 
     def __init__(
-        self, *, spark_mode: str = "submit", connect_conn_id: str = "spark_connect_default", **kwargs: Any
+        self, *, spark_mode: str = "connect", connect_conn_id: str = "spark_connect_default", **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.spark_mode = spark_mode

@@ -195,7 +195,6 @@ def test_links_resolve_through_airflow_after_a_run(
 ):
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.taskinstance import TaskInstance
-    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
     from airflow.serialization.serialized_objects import DagSerialization
     from airflow.utils.session import create_session
     from mlplatform import links, operators
@@ -228,9 +227,9 @@ def test_links_resolve_through_airflow_after_a_run(
         summary["critical_failures"] = failures
         Path(self.summary_path).write_text(json.dumps(summary))
         if not verdict["passed"]:
-            raise RuntimeError("spark-submit exited with 1")
+            raise RuntimeError("the Spark job exited with 1")
 
-    monkeypatch.setattr(SparkSubmitOperator, "execute", job)
+    monkeypatch.setattr(operators.SparkJobOperator, "execute", job)  # the Spark job, in either Spark mode
     monkeypatch.setattr(operators, "_verify", lambda model, dag_run_id, log: {"run_id": "f00d", "version": 1})
     monkeypatch.setattr(links, "mlflow_experiment_id", lambda run_id: "3")
 

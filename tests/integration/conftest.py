@@ -1,6 +1,6 @@
-"""Integration fixtures: a migrated Airflow metadata database (SQLite) in the session's isolated AIRFLOW_HOME, and,
-for a test that asks, Spark tasks as clients of the session's Spark Connect server (MLP_SPARK_MODE=connect, the
-provider's ``spark_connect_default`` connection)."""
+"""Integration fixtures: a migrated Airflow metadata database (SQLite) in the session's isolated AIRFLOW_HOME, and
+Spark tasks as clients of the session's Spark Connect server (MLP_SPARK_MODE=connect, the provider's
+``spark_connect_default`` connection) in every test that runs Airflow, unless it is marked ``spark_submit``."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ import pytest
 
 @pytest.fixture()
 def spark_connect_mode(connect_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Spark tasks run as Spark Connect clients of the session's server (a test asks for it; the DAG tests still
-    spark-submit until the DAGs' jobs are verified over Connect)."""
+    """Spark tasks run as Spark Connect clients of the session's server, as ``make up`` and ``make demo`` run them."""
     url = urlparse(connect_url.replace("sc://", "http://"))
     monkeypatch.setenv("MLP_SPARK_MODE", "connect")
     monkeypatch.setenv(
@@ -26,6 +25,16 @@ def spark_connect_mode(connect_url: str, monkeypatch: pytest.MonkeyPatch) -> Ite
         json.dumps({"conn_type": "spark_connect", "host": url.hostname, "port": url.port}),
     )
     yield connect_url
+
+
+@pytest.fixture(autouse=True)
+def _dag_spark_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that runs Airflow (``airflow_db``) runs its Spark tasks through the session's Connect server, the
+    default mode; ``@pytest.mark.spark_submit`` runs them as spark-submits (a JVM per task) instead."""
+    if request.node.get_closest_marker("spark_submit") is not None:
+        monkeypatch.setenv("MLP_SPARK_MODE", "submit")
+    elif "airflow_db" in request.fixturenames:
+        request.getfixturevalue("spark_connect_mode")
 
 
 @pytest.fixture(scope="session")
