@@ -147,8 +147,19 @@ def test_connections_point_at_the_compose_services_the_code_uses() -> None:
     }
     tasks_source = (REPO / "plugins" / "mlplatform" / "tasks.py").read_text()
     assert 'conn_id="spark_default"' in tasks_source
-    assert set(conns) == {"spark_default", Settings.from_env().smtp_conn_id}
+    assert set(conns) == {"spark_connect_default", "spark_default", Settings.from_env().smtp_conn_id}
     assert conns["spark_default"]["host"] == "spark://spark-master:7077"
+    # Spark tasks are clients of the spark-connect service: the connection names its host and the port it serves.
+    assert env["MLP_SPARK_MODE"] == "${MLP_SPARK_MODE:-connect}"
+    connect = conns["spark_connect_default"]
+    assert connect["conn_type"] == "spark_connect"
+    server = _env("spark-connect")
+    assert (connect["host"], str(connect["port"])) == (server["SPARK_LOCAL_IP"], server["MLP_SPARK_CONNECT_PORT"])
+    assert SERVICES["spark-connect"]["hostname"] == connect["host"]
+    assert SERVICES["spark-connect"]["command"] == ["python", "-m", "jobs.spark", "--serve"]
+    assert server["MLP_SPARK_MASTER"] == conns["spark_default"]["host"], "its executors run on the cluster"
+    assert "ports" not in SERVICES["spark-connect"], "no authentication: the server stays on the compose network"
+    assert "spark-connect" in SERVICES["airflow-scheduler"]["depends_on"]
     assert (conns["smtp_default"]["host"], conns["smtp_default"]["port"]) == ("mailpit", 1025)
     assert (env["MLP_SMTP_HOST"], env["MLP_SMTP_PORT"]) == ("mailpit", "1025")
     assert {"spark-master", "mailpit", "mlflow"} <= set(SERVICES)
@@ -169,7 +180,7 @@ def test_lake_and_reports_are_shared_by_the_driver_and_the_executors() -> None:
     for key in ("MLP_LAKE_ROOT", "MLP_LANDING_ROOT", "MLP_REPORTS_ROOT", "MLP_SPARK_IVY_DIR"):
         path = env[key]
         assert not path.startswith(("s3a://", "s3://")), "the jobs do not configure S3 for Spark yet"
-        for service in ("airflow-scheduler", "spark-worker"):
+        for service in ("airflow-scheduler", "spark-connect", "spark-worker"):
             hits = [t for t in _mounts(service) if path == t or path.startswith(t.rstrip("/") + "/")]
             assert hits, f"{key}={path} is not on a volume of {service}"
             assert _mounts(service)[hits[0]] == _mounts("airflow-scheduler")[hits[0]] == "platform"

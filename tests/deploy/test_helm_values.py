@@ -145,3 +145,39 @@ def test_airflow_pods_stay_off_the_gpu_nodes() -> None:
         tolerations = VALUES.get(component, {}).get("tolerations") or []
         assert all(t.get("key") != taint_key for t in tolerations), component
     assert all(t.get("key") != taint_key for t in VALUES.get("tolerations") or [])
+
+
+def test_spark_tasks_are_clients_of_the_connect_server_only_airflow_reaches() -> None:
+    """MLP_SPARK_MODE=connect, and spark-connect.yaml serves the port and host the documented connection names."""
+    import json
+
+    from jobs.settings import Settings
+
+    docs = list(yaml.safe_load_all((HELM / "spark-connect.yaml").read_text()))
+    kinds = {doc["kind"]: doc for doc in docs}
+    assert set(kinds) == {"Deployment", "Service", "NetworkPolicy"}
+    assert _env()["MLP_SPARK_MODE"] == "connect"
+    assert any(s["envName"] == "AIRFLOW_CONN_SPARK_CONNECT_DEFAULT" for s in VALUES["secret"])
+    documented = json.loads(re.search(r"--from-literal=spark_connect_default='([^']+)'", NOTES).group(1))
+    assert documented["conn_type"] == "spark_connect"
+    service = kinds["Service"]
+    assert documented["host"].split(".")[:2] == [service["metadata"]["name"], _env()["MLP_K8S_NAMESPACE"]]
+    assert [p["port"] for p in service["spec"]["ports"]] == [documented["port"]]
+    container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "jobs.spark", "--serve"]
+    assert container["image"].split(":")[0] == VALUES["images"]["airflow"]["repository"], "the platform image"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MLP_SPARK_CONNECT_PORT"]["value"] == str(documented["port"])
+    assert env["SPARK_LOCAL_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    for name in ("MLP_LAKE_ROOT", "MLP_SPARK_IVY_DIR"):
+        assert env[name]["value"] == _env()[name], f"{name}: the server and the tasks see the same lake and jars"
+    read = set(re.findall(r"_(?:env|csv)\(\s*\"([A-Z0-9_]+)\"", (REPO / "jobs" / "settings.py").read_text()))
+    assert {n for n in env if n.startswith("MLP_")} <= read
+    assert not any("value" in e for n, e in env.items() if SECRET_NAME.search(n)), "secrets from a Secret"
+    assert Settings.from_env().spark_connect_port == documented["port"], "the platform's default port"
+    grpc = [rule for rule in kinds["NetworkPolicy"]["spec"]["ingress"] if {"port": 15002} in rule.get("ports", [])]
+    assert grpc == [{"from": [{"podSelector": {"matchLabels": {"tier": "airflow"}}}], "ports": [{"port": 15002}]}]
+    executors = [rule for rule in kinds["NetworkPolicy"]["spec"]["ingress"] if rule not in grpc]
+    opened = {p["port"] for rule in executors for p in rule["ports"]}
+    fixed = dict(a.split("=", 1) for a in container["args"] if "=" in a)
+    assert opened == {int(fixed["spark.driver.port"]), int(fixed["spark.blockManager.port"])}
