@@ -16,7 +16,10 @@ timestamps. Cron runs are switched off (``[scheduler] use_job_schedule``) so onl
 gate fails a day without purchases by design (freshness; the volume band once there is history) and mails the team,
 so the run ends failed at the gate: that is the expected outcome, recorded as ``gate_stopped``. Any other task that
 fails or goes up for retry ends the wait (its log's tail is printed): the night is then not recorded and the exit
-status is 1. Airflow is stopped and the temp home deleted afterwards. Both append to
+status is 1. The night runs once per Spark mode (``--modes``, default both, in the same run on the same lake):
+``connect``, the default, with the tasks as clients of one Spark Connect server started with Airflow, recorded as
+``empty-night``; ``submit``, a spark-submit (a JVM) per task, recorded beside it as ``empty-night-submit``. Each
+mode gets its own Airflow (and server), stopped after; the temp home is deleted at the end. All append to
 docs/benchmarks/history.jsonl (rows do not apply).
 """
 
@@ -337,64 +340,108 @@ def _leftovers(processes: list) -> list[str]:
     return alive
 
 
-def measure_night(settings: Any, ports: Any, days: int, timeout: float) -> dict[str, Any]:
-    """Build the lake, land an empty day, run the feature pipeline for it through the scheduler; always stop it."""
-    from tooling import stack
-
+def measure_night(settings: Any, ports: Any, days: int, timeout: float, modes: tuple[str, ...]) -> dict[str, Any]:
+    """Build the lake, land an empty day, and run the feature pipeline for it through the scheduler once per Spark
+    mode (``connect``: tasks are clients of one Spark Connect server; ``submit``: a spark-submit each), each with its
+    own Airflow (and server) started for it and stopped after. ``{mode: night}``."""
     day = cdnow.FIRST_DAY + timedelta(days=days)
-    result: dict[str, Any] = {"day": day.isoformat(), "airflow_port": ports.airflow}
-    # Airflow migrates its database and starts while the lake is built; the run waits for both.
-    stack.start(settings, ports, only=("airflow",))
+    nights: dict[str, Any] = {}
+    first = _services(modes[0])
+    # The first mode's services start while the lake is built; its night waits for both.
+    _start(settings, ports, modes[0])
     try:
         log.info("building the lake: CDNOW %s + %d days (child process, its own Spark)", cdnow.FIRST_DAY, days)
-        result["lake"] = _child("lake", "--days", str(days))
+        lake = _child("lake", "--days", str(days))
         folder = write_empty_day(settings.landing_root, day)
         log.info("empty day %s landed in %s (header only + %s)", day, folder, landing.SUCCESS_MARKER)
-        log.info("waiting for Airflow on 127.0.0.1:%d (log %s)", ports.airflow, settings.home / "logs")
-        began = time.perf_counter()
-        stack.up(settings, ports, only=("airflow",), timeout=600)
-        api = stack.AirflowApi.local(settings, ports)
-        api.wait_for_dag(PIPELINE, timeout=300)
-        result["airflow_ready_seconds"] = round(time.perf_counter() - began, 1)
-        api.set_paused(PIPELINE, False)
-        run_id = f"bench__{day.isoformat()}"
-        logical = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        body = {
-            "dag_run_id": run_id,
-            "logical_date": logical.isoformat(),
-            "data_interval_start": logical.isoformat(),
-            "data_interval_end": (logical + timedelta(days=1)).isoformat(),
-            "conf": {},
-        }
-        log.info("triggering %s for the empty day %s as run %s", PIPELINE, day, run_id)
-        triggered = datetime.now(UTC)
-        api.post(f"/api/v2/dags/{PIPELINE}/dagRuns", body)
-        run = wait_night(api, settings, run_id, timeout)
-        tis = api.get(f"/api/v2/dags/{PIPELINE}/dagRuns/{run_id}/taskInstances")["task_instances"]
-        result.update(night_timings(triggered, run, tis))
-        result["state"] = run["state"]
-        result["gate_stopped"] = run["state"] == "failed" and any(
-            ti["task_id"] == GATE and ti["state"] == "failed" for ti in tis
-        )
-        if result["gate_stopped"]:
-            log.info("the gate stopped the empty day, as designed; its log ends:\n%s", _tail(settings, run_id, GATE))
-        result["task_logs"] = str(settings.airflow_home / "logs" / f"dag_id={PIPELINE}" / f"run_id={run_id}")
-        # Airflow's own measure of each file's parse (a forked process each, every min_file_process_interval).
-        parsed = processor_durations((settings.home / "logs" / "airflow.log").read_text(errors="replace"))
-        result["dag_processor_last_duration"] = parsed
-        result["dag_processor_pass_seconds"] = round(sum(parsed.values()), 2)
-    finally:
-        processes = _tree(stack.running(settings, "airflow"))
-        log.info("stopping Airflow (%d processes)", len(processes))
-        stack.down(settings, only=("airflow",))
-        left = _leftovers(processes)
-        if left:
-            log.error("still running after stopping Airflow: %s", left)
-        result["leftover_processes"] = left
+    except BaseException:
+        _stop(settings, first)
+        raise
+    for n, mode in enumerate(modes):
+        if n:
+            settings = _start(settings, ports, mode)
+        try:
+            nights[mode] = {"lake": lake, **_night(settings, ports, day, timeout, mode)}
+        except Exception as exc:
+            log.exception("the empty night in %s mode did not run", mode)
+            nights[mode] = {"state": f"error: {exc}", "day": day.isoformat(), "spark_mode": mode}
+        finally:
+            nights.setdefault(mode, {})["leftover_processes"] = _stop(settings, _services(mode))
+    return nights
+
+
+def _services(mode: str) -> tuple[str, ...]:
+    return ("spark-connect", "airflow") if mode == "connect" else ("airflow",)
+
+
+def _start(settings: Any, ports: Any, mode: str) -> Any:
+    """Airflow (and in connect mode the Connect server) for ``mode``, started in the background; the new settings."""
+    from jobs.settings import load
+    from tooling import stack
+
+    os.environ["MLP_SPARK_MODE"] = mode
+    settings = load()
+    log.info("starting %s for the %s-mode night", ", ".join(_services(mode)), mode)
+    stack.start(settings, ports, only=_services(mode))
+    return settings
+
+
+def _stop(settings: Any, services: tuple[str, ...]) -> list[str]:
+    """Stop ``services`` and report any of their processes still alive after."""
+    from tooling import stack
+
+    processes = [p for name in services for p in _tree(stack.running(settings, name))]
+    log.info("stopping %s (%d processes)", ", ".join(services), len(processes))
+    stack.down(settings, only=services)
+    left = _leftovers(processes)
+    if left:
+        log.error("still running after stopping %s: %s", ", ".join(services), left)
+    return left
+
+
+def _night(settings: Any, ports: Any, day: date, timeout: float, mode: str) -> dict[str, Any]:
+    """Wait for the stack, trigger the day's feature pipeline as its scheduled run would be, time it to the end."""
+    from tooling import stack
+
+    result: dict[str, Any] = {"day": day.isoformat(), "airflow_port": ports.airflow, "spark_mode": mode}
+    log.info("waiting for %s on 127.0.0.1 (logs %s)", ", ".join(_services(mode)), settings.home / "logs")
+    began = time.perf_counter()
+    stack.up(settings, ports, only=_services(mode), timeout=600)
+    api = stack.AirflowApi.local(settings, ports)
+    api.wait_for_dag(PIPELINE, timeout=300)
+    result["airflow_ready_seconds"] = round(time.perf_counter() - began, 1)
+    api.set_paused(PIPELINE, False)
+    run_id = f"bench_{mode}__{day.isoformat()}"
+    logical = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    body = {
+        "dag_run_id": run_id,
+        "logical_date": logical.isoformat(),
+        "data_interval_start": logical.isoformat(),
+        "data_interval_end": (logical + timedelta(days=1)).isoformat(),
+        "conf": {},
+    }
+    log.info("triggering %s for the empty day %s as run %s (%s mode)", PIPELINE, day, run_id, mode)
+    triggered = datetime.now(UTC)
+    api.post(f"/api/v2/dags/{PIPELINE}/dagRuns", body)
+    run = wait_night(api, settings, run_id, timeout)
+    tis = api.get(f"/api/v2/dags/{PIPELINE}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    result.update(night_timings(triggered, run, tis))
+    result["state"] = run["state"]
+    result["gate_stopped"] = run["state"] == "failed" and any(
+        ti["task_id"] == GATE and ti["state"] == "failed" for ti in tis
+    )
+    if result["gate_stopped"]:
+        log.info("the gate stopped the empty day, as designed; its log ends:\n%s", _tail(settings, run_id, GATE))
+    log.info("%s mode: trigger to the gate's verdict %.1f s; tasks %s", mode, result["total_seconds"], result["tasks"])
+    result["task_logs"] = str(settings.airflow_home / "logs" / f"dag_id={PIPELINE}" / f"run_id={run_id}")
+    # Airflow's own measure of each file's parse (a forked process each, every min_file_process_interval).
+    parsed = processor_durations((settings.home / "logs" / "airflow.log").read_text(errors="replace"))
+    result["dag_processor_last_duration"] = parsed
+    result["dag_processor_pass_seconds"] = round(sum(parsed.values()), 2)
     return result
 
 
-def run(repeats: int, night: bool, days: int, timeout: float, keep: bool) -> dict[str, Any]:
+def run(repeats: int, night: bool, days: int, timeout: float, keep: bool, modes: tuple[str, ...]) -> dict[str, Any]:
     """Both measurements in a temp home that is deleted afterwards (unless ``keep``)."""
     home = Path(tempfile.mkdtemp(prefix="bench-scheduler-"))
     began = time.perf_counter()
@@ -405,10 +452,10 @@ def run(repeats: int, night: bool, days: int, timeout: float, keep: bool) -> dic
         out["parse"] = measure_parse(repeats)
         if night:
             try:
-                out["night"] = measure_night(settings, ports, days, timeout)
+                out["nights"] = measure_night(settings, ports, days, timeout, modes)
             except Exception as exc:
-                log.exception("the empty night did not run")
-                out["night"] = {"state": f"error: {exc}"}
+                log.exception("the empty nights did not run")
+                out["nights"] = {mode: {"state": f"error: {exc}", "spark_mode": mode} for mode in modes}
     finally:
         out["wall_seconds"] = round(time.perf_counter() - began, 1)
         if keep:
@@ -418,17 +465,27 @@ def run(repeats: int, night: bool, days: int, timeout: float, keep: bool) -> dic
     return out
 
 
+def _ran(night: dict[str, Any]) -> bool:
+    return night.get("state") == "success" or bool(night.get("gate_stopped"))
+
+
 def record(out: dict[str, Any], params: dict[str, Any], root: Path = report.RESULTS_DIR) -> list[dict[str, Any]]:
-    """Append dag-parse and, when the night succeeded, empty-night to the history (rows do not apply)."""
+    """Append dag-parse and each night that ran to the history (rows do not apply): ``empty-night`` is the
+    default (connect) mode's, ``empty-night-submit`` the spark-submit mode's of the same run, beside it."""
     parse = {k: v for k, v in out["parse"].items() if k != "samples"}
     entries = [report.record("dag-parse", {"repeats": parse["repeats"]}, parse, stages=parse_stages(parse), root=root)]
-    night = out.get("night")
-    if night and (night.get("state") == "success" or night.get("gate_stopped")):
+    nights = out.get("nights") or {}
+    for mode, night in nights.items():
+        if not _ran(night):
+            continue
         ratios = {"gaps/total": round(night["scheduling_gaps_seconds"] / night["total_seconds"], 2)}
+        other = nights.get("submit") if mode == "connect" else None
+        if other and _ran(other):
+            ratios["submit/connect"] = round(other["total_seconds"] / night["total_seconds"], 2)
         entries.append(
             report.record(
-                "empty-night",
-                {**params, "dag": PIPELINE, "day": night["day"]},
+                "empty-night" if mode == "connect" else f"empty-night-{mode}",
+                {**params, "dag": PIPELINE, "day": night["day"], "spark_mode": mode},
                 {**night, "wall_seconds": out["wall_seconds"]},
                 stages=night_stages(night),
                 ratios=ratios,
@@ -447,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the night's run")
     parser.add_argument("--keep", action="store_true", help="keep the temp home (Airflow logs, lake)")
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/history.jsonl")
+    parser.add_argument(
+        "--modes", default="connect,submit", help="Spark modes whose empty night runs, in order (connect, submit)"
+    )
     parser.add_argument("--child", choices=("parse", "lake"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -454,16 +514,16 @@ def main(argv: list[str] | None = None) -> int:
         child = parse_child(DAG_FOLDER) if args.child == "parse" else lake_child(args.days)
         print(json.dumps(child, default=str), flush=True)
         return 0
-    out = run(args.repeats, not args.skip_night, args.days, args.timeout, args.keep)
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    if not modes or set(modes) - {"connect", "submit"}:
+        parser.error(f"--modes takes connect and/or submit, got {args.modes!r}")
+    out = run(args.repeats, not args.skip_night, args.days, args.timeout, args.keep, modes)
     shown = {**out, "parse": {k: v for k, v in out["parse"].items() if k != "samples"}}
     print(json.dumps(shown, indent=2, default=str))
     if not args.no_record:
         record(out, {"lake_days": args.days, "model": MODEL})
-    night = out.get("night")
-    ran = night is None or night.get("state") == "success" or bool(night.get("gate_stopped"))
-    ok = not out["parse"]["import_errors"] and ran
-    if night is not None:
-        ok = ok and not night.get("leftover_processes")
+    nights = (out.get("nights") or {}).values()
+    ok = not out["parse"]["import_errors"] and all(_ran(n) and not n.get("leftover_processes") for n in nights)
     return 0 if ok else 1
 
 

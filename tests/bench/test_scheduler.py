@@ -83,9 +83,11 @@ def test_dag_files_are_the_dag_folder() -> None:
 def test_rowless_results_get_a_readme_row_and_a_bar_plot(tmp_path) -> None:
     parse = {"repeats": 3, "isolated": {"a.py": 0.2, "b.py": 0.05}, "isolated_sum": 0.25, "folder_total": 4.1}
     night = {"state": "success", "day": "1997-01-31", **scheduler.night_timings(TRIGGERED, RUN, TIS)}
-    out = {"parse": {**parse, "samples": [parse]}, "night": night, "wall_seconds": 300.0}
+    submit = {**night, "total_seconds": 130.0}
+    out = {"parse": {**parse, "samples": [parse]}, "nights": {"connect": night, "submit": submit}, "wall_seconds": 3}
     entries = scheduler.record(out, {"lake_days": 30}, root=tmp_path)
-    assert [e["benchmark"] for e in entries] == ["dag-parse", "empty-night"]
+    assert [e["benchmark"] for e in entries] == ["dag-parse", "empty-night", "empty-night-submit"]
+    assert [e["params"].get("spark_mode") for e in entries] == [None, "connect", "submit"]
     assert entries[0]["rows"] is None and "samples" not in entries[0]["result"]
     assert entries[0]["stages"] == {
         "a.py": {"seconds": 0.2},
@@ -93,20 +95,25 @@ def test_rowless_results_get_a_readme_row_and_a_bar_plot(tmp_path) -> None:
         "total": {"seconds": 0.25},
         "folder_cold": {"seconds": 4.1},
     }
-    assert entries[1]["ratios"] == {"gaps/total": 0.15}
+    assert entries[1]["ratios"] == {"gaps/total": 0.15, "submit/connect": 2.0}
+    assert entries[2]["ratios"] == {"gaps/total": 0.08}
     readme = (tmp_path / "README.md").read_text()
     row = next(line for line in readme.splitlines() if line.startswith("| empty-night"))
     assert "| empty-night |  | task.ingest 24.00<br>" in row and "total 65.00" in row
-    for name in ("dag-parse", "empty-night"):
+    assert any(line.startswith("| empty-night-submit |") for line in readme.splitlines())
+    for name in ("dag-parse", "empty-night", "empty-night-submit"):
         assert f"![{name}]({name}.png)" in readme
         assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_a_failed_night_is_not_recorded(tmp_path) -> None:
     parse = {"repeats": 1, "isolated": {"a.py": 0.2}, "isolated_sum": 0.2, "folder_total": 3.0}
-    entries = scheduler.record({"parse": parse, "night": {"state": "failed"}, "wall_seconds": 1.0}, {}, tmp_path)
-    assert [e["benchmark"] for e in entries] == ["dag-parse"]
-    assert len(report.history(tmp_path)) == 1
+    night = {"state": "success", "day": "1997-01-31", **scheduler.night_timings(TRIGGERED, RUN, TIS)}
+    nights = {"connect": {"state": "failed"}, "submit": night}
+    entries = scheduler.record({"parse": parse, "nights": nights, "wall_seconds": 1.0}, {}, tmp_path)
+    assert [e["benchmark"] for e in entries] == ["dag-parse", "empty-night-submit"]
+    assert "submit/connect" not in entries[1]["ratios"]
+    assert len(report.history(tmp_path)) == 2
 
 
 def test_processor_durations_reads_the_dag_processors_stats_tables() -> None:
