@@ -52,6 +52,7 @@ MODEL = "purchase_propensity"
 FAILING = frozenset({"up_for_retry", "failed", "upstream_failed"})
 # A day without purchases fails the data-quality gate by design (freshness, volume): the run ends there, failed.
 GATE = "quality_gate"
+SCORING = "scoring"
 # A row of the dag-processor's "DAG File Processing Stats" table: the file, ..., Last Duration, Last Run At.
 PROCESSOR_ROW = re.compile(r"^dag-processor \|\s+\S+\s+(\S+\.py)\s.*\s(\d+(?:\.\d+)?)s\s+\d{4}-\d\d-\d\dT\S+\s*$", re.M)
 SCRUBBED = ("MLP_LAKE_ROOT", "MLP_LANDING_ROOT", "MLP_REPORTS_ROOT", "MLP_MAIL_ROOT", "MLFLOW_TRACKING_URI")
@@ -289,17 +290,17 @@ def lake_child(days: int) -> dict[str, Any]:
     return {"start": start.isoformat(), "end": end.isoformat(), "rows": replayed.rows, "seconds": timings}
 
 
-def _tail(settings: Any, run_id: str, task_id: str, lines: int = 30) -> str:
+def _tail(settings: Any, run_id: str, task_id: str, lines: int = 30, dag_id: str = PIPELINE) -> str:
     """The end of the newest attempt's log of a task, for the console."""
-    folder = settings.airflow_home / "logs" / f"dag_id={PIPELINE}" / f"run_id={run_id}" / f"task_id={task_id}"
+    folder = settings.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
     logs = sorted(folder.glob("attempt=*.log"), key=lambda p: p.stat().st_mtime)
     return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:]) if logs else f"(no log in {folder})"
 
 
-def wait_night(api: Any, settings: Any, run_id: str, timeout: float) -> dict[str, Any]:
+def wait_night(api: Any, settings: Any, run_id: str, timeout: float, dag_id: str = PIPELINE) -> dict[str, Any]:
     """Poll the run until it ends; stop at the first failed or retried task (a retry is no longer the overhead)."""
     deadline, seen = time.monotonic() + timeout, {}
-    base = f"/api/v2/dags/{PIPELINE}/dagRuns/{run_id}"
+    base = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
     while time.monotonic() < deadline:
         run = api.get(base)
         states = {ti["task_id"]: ti["state"] for ti in api.get(f"{base}/taskInstances")["task_instances"]}
@@ -309,12 +310,13 @@ def wait_night(api: Any, settings: Any, run_id: str, timeout: float) -> dict[str
         seen = states
         broken = [task for task, state in states.items() if state in FAILING and task != GATE]
         if broken:
-            log.error("%s %s; its log ends:\n%s", broken[0], states[broken[0]], _tail(settings, run_id, broken[0]))
+            tail = _tail(settings, run_id, broken[0], dag_id=dag_id)
+            log.error("%s %s; its log ends:\n%s", broken[0], states[broken[0]], tail)
             return {**run, "state": f"{run['state']} ({broken[0]} {states[broken[0]]})"}
         if run["state"] in api.TERMINAL:
             return run
         time.sleep(2)
-    raise TimeoutError(f"{PIPELINE} run {run_id} not finished after {timeout:.0f} s (tasks: {seen})")
+    raise TimeoutError(f"{dag_id} run {run_id} not finished after {timeout:.0f} s (tasks: {seen})")
 
 
 def _tree(pid: int | None) -> list:
@@ -399,8 +401,9 @@ def _stop(settings: Any, services: tuple[str, ...]) -> list[str]:
     return left
 
 
-def _night(settings: Any, ports: Any, day: date, timeout: float, mode: str) -> dict[str, Any]:
-    """Wait for the stack, trigger the day's feature pipeline as its scheduled run would be, time it to the end."""
+def _night(settings: Any, ports: Any, day: date, timeout: float, mode: str, dag_id: str = PIPELINE) -> dict[str, Any]:
+    """Wait for the stack, trigger ``dag_id`` for ``day`` (the feature pipeline as its scheduled run would be, the
+    scoring DAG with the day as its ``as_of_date``), time it to the end."""
     from tooling import stack
 
     result: dict[str, Any] = {"day": day.isoformat(), "airflow_port": ports.airflow, "spark_mode": mode}
@@ -408,23 +411,25 @@ def _night(settings: Any, ports: Any, day: date, timeout: float, mode: str) -> d
     began = time.perf_counter()
     stack.up(settings, ports, only=_services(mode), timeout=600)
     api = stack.AirflowApi.local(settings, ports)
-    api.wait_for_dag(PIPELINE, timeout=300)
+    api.wait_for_dag(dag_id, timeout=300)
     result["airflow_ready_seconds"] = round(time.perf_counter() - began, 1)
-    api.set_paused(PIPELINE, False)
-    run_id = f"bench_{mode}__{day.isoformat()}"
+    api.set_paused(dag_id, False)
+    run_id = f"bench_{mode}__{dag_id}__{day.isoformat()}"
     logical = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    body = {
-        "dag_run_id": run_id,
-        "logical_date": logical.isoformat(),
-        "data_interval_start": logical.isoformat(),
-        "data_interval_end": (logical + timedelta(days=1)).isoformat(),
-        "conf": {},
-    }
-    log.info("triggering %s for the empty day %s as run %s (%s mode)", PIPELINE, day, run_id, mode)
+    body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": None, "conf": {"as_of_date": day.isoformat()}}
+    if dag_id == PIPELINE:
+        body = {
+            "dag_run_id": run_id,
+            "logical_date": logical.isoformat(),
+            "data_interval_start": logical.isoformat(),
+            "data_interval_end": (logical + timedelta(days=1)).isoformat(),
+            "conf": {},
+        }
+    log.info("triggering %s for %s as run %s (%s mode)", dag_id, day, run_id, mode)
     triggered = datetime.now(UTC)
-    api.post(f"/api/v2/dags/{PIPELINE}/dagRuns", body)
-    run = wait_night(api, settings, run_id, timeout)
-    tis = api.get(f"/api/v2/dags/{PIPELINE}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    api.post(f"/api/v2/dags/{dag_id}/dagRuns", body)
+    run = wait_night(api, settings, run_id, timeout, dag_id)
+    tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
     result.update(night_timings(triggered, run, tis))
     result["state"] = run["state"]
     result["gate_stopped"] = run["state"] == "failed" and any(
@@ -432,8 +437,8 @@ def _night(settings: Any, ports: Any, day: date, timeout: float, mode: str) -> d
     )
     if result["gate_stopped"]:
         log.info("the gate stopped the empty day, as designed; its log ends:\n%s", _tail(settings, run_id, GATE))
-    log.info("%s mode: trigger to the gate's verdict %.1f s; tasks %s", mode, result["total_seconds"], result["tasks"])
-    result["task_logs"] = str(settings.airflow_home / "logs" / f"dag_id={PIPELINE}" / f"run_id={run_id}")
+    log.info("%s mode: %s trigger to end %s s; tasks %s", mode, dag_id, result["total_seconds"], result["tasks"])
+    result["task_logs"] = str(settings.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}")
     # Airflow's own measure of each file's parse (a forked process each, every min_file_process_interval).
     parsed = processor_durations((settings.home / "logs" / "airflow.log").read_text(errors="replace"))
     result["dag_processor_last_duration"] = parsed
@@ -441,14 +446,57 @@ def _night(settings: Any, ports: Any, day: date, timeout: float, mode: str) -> d
     return result
 
 
-def run(repeats: int, night: bool, days: int, timeout: float, keep: bool, modes: tuple[str, ...]) -> dict[str, Any]:
-    """Both measurements in a temp home that is deleted afterwards (unless ``keep``)."""
-    home = Path(tempfile.mkdtemp(prefix="bench-scheduler-"))
+def measure_scoring(source: Path, settings: Any, ports: Any, night: date, timeout: float, modes: tuple[str, ...]):
+    """Score ``night`` again through the scheduler once per Spark mode, on a copy of a home ``make demo`` built
+    (its lake and MLflow store: gold features, the champion, its training set and the drift history): the nightly
+    scoring DAG (score every customer, monitor drift) as a quiet night runs it. ``{mode: night}``."""
+    missing = [name for name in ("lake", "mlflow") if not (source / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{source} has no {' or '.join(missing)}: run `make demo` first (or pass --demo-home)")
+    for name in ("lake", "mlflow"):
+        began = time.perf_counter()
+        shutil.copytree(source / name, settings.home / name, symlinks=True)
+        log.info("copied %s/%s in %.1f s", source, name, time.perf_counter() - began)
+    nights: dict[str, Any] = {}
+    for mode in modes:
+        settings = _start(settings, ports, mode)
+        try:
+            nights[mode] = _night(settings, ports, night, timeout, mode, dag_id=SCORING)
+            decision = _drift_decision(settings, night)
+            nights[mode]["drift_decision"] = decision
+            log.info("%s mode: drift decision for %s: %s", mode, night, decision)
+        except Exception as exc:
+            log.exception("the scoring night in %s mode did not run", mode)
+            nights[mode] = {"state": f"error: {exc}", "day": night.isoformat(), "spark_mode": mode}
+        finally:
+            nights[mode]["leftover_processes"] = _stop(settings, _services(mode))
+    return nights
+
+
+def _drift_decision(settings: Any, night: date) -> dict[str, Any]:
+    from jobs import reports
+
+    summary = reports.read_summary(reports.summary_path(settings, "drift", MODEL, night), as_of_date=night.isoformat())
+    decision = (summary or {}).get("decision") or {}
+    return {k: decision.get(k) for k in ("alert", "retrain", "reason")}
+
+
+def run(
+    repeats: int,
+    night: bool,
+    days: int,
+    timeout: float,
+    keep: bool,
+    modes: tuple[str, ...],
+    scoring: tuple[Path, date] | None = None,
+) -> dict[str, Any]:
+    """The measurements, each in a temp home that is deleted afterwards (unless ``keep``)."""
+    homes = [Path(tempfile.mkdtemp(prefix="bench-scheduler-"))]
     began = time.perf_counter()
-    out: dict[str, Any] = {"home": str(home)}
+    out: dict[str, Any] = {"home": str(homes[0])}
     try:
-        settings, ports = isolate(home)
-        log.info("temp home %s; Airflow on 127.0.0.1:%d", home, ports.airflow)
+        settings, ports = isolate(homes[0])
+        log.info("temp home %s; Airflow on 127.0.0.1:%d", homes[0], ports.airflow)
         out["parse"] = measure_parse(repeats)
         if night:
             try:
@@ -456,12 +504,22 @@ def run(repeats: int, night: bool, days: int, timeout: float, keep: bool, modes:
             except Exception as exc:
                 log.exception("the empty nights did not run")
                 out["nights"] = {mode: {"state": f"error: {exc}", "spark_mode": mode} for mode in modes}
+        if scoring:
+            homes.append(Path(tempfile.mkdtemp(prefix="bench-scoring-")))
+            settings, ports = isolate(homes[-1])
+            log.info("scoring night %s on a copy of %s in %s", scoring[1], scoring[0], homes[-1])
+            try:
+                out["scoring"] = measure_scoring(scoring[0], settings, ports, scoring[1], timeout, modes)
+            except Exception as exc:
+                log.exception("the scoring nights did not run")
+                out["scoring"] = {mode: {"state": f"error: {exc}", "spark_mode": mode} for mode in modes}
     finally:
         out["wall_seconds"] = round(time.perf_counter() - began, 1)
-        if keep:
-            log.info("kept %s", home)
-        else:
-            shutil.rmtree(home, ignore_errors=True)
+        for home in homes:
+            if keep:
+                log.info("kept %s", home)
+            else:
+                shutil.rmtree(home, ignore_errors=True)
     return out
 
 
@@ -470,28 +528,29 @@ def _ran(night: dict[str, Any]) -> bool:
 
 
 def record(out: dict[str, Any], params: dict[str, Any], root: Path = report.RESULTS_DIR) -> list[dict[str, Any]]:
-    """Append dag-parse and each night that ran to the history (rows do not apply): ``empty-night`` is the
-    default (connect) mode's, ``empty-night-submit`` the spark-submit mode's of the same run, beside it."""
+    """Append dag-parse and each night that ran to the history (rows do not apply): ``empty-night`` and
+    ``scoring-night`` are the default (connect) mode's, ``...-submit`` the spark-submit mode's of the same run."""
     parse = {k: v for k, v in out["parse"].items() if k != "samples"}
     entries = [report.record("dag-parse", {"repeats": parse["repeats"]}, parse, stages=parse_stages(parse), root=root)]
-    nights = out.get("nights") or {}
-    for mode, night in nights.items():
-        if not _ran(night):
-            continue
-        ratios = {"gaps/total": round(night["scheduling_gaps_seconds"] / night["total_seconds"], 2)}
-        other = nights.get("submit") if mode == "connect" else None
-        if other and _ran(other):
-            ratios["submit/connect"] = round(other["total_seconds"] / night["total_seconds"], 2)
-        entries.append(
-            report.record(
-                "empty-night" if mode == "connect" else f"empty-night-{mode}",
-                {**params, "dag": PIPELINE, "day": night["day"], "spark_mode": mode},
-                {**night, "wall_seconds": out["wall_seconds"]},
-                stages=night_stages(night),
-                ratios=ratios,
-                root=root,
+    for name, dag_id, key in (("empty-night", PIPELINE, "nights"), ("scoring-night", SCORING, "scoring")):
+        nights = out.get(key) or {}
+        for mode, night in nights.items():
+            if not _ran(night):
+                continue
+            ratios = {"gaps/total": round(night["scheduling_gaps_seconds"] / night["total_seconds"], 2)}
+            other = nights.get("submit") if mode == "connect" else None
+            if other and _ran(other):
+                ratios["submit/connect"] = round(other["total_seconds"] / night["total_seconds"], 2)
+            entries.append(
+                report.record(
+                    name if mode == "connect" else f"{name}-{mode}",
+                    {**params, "dag": dag_id, "day": night["day"], "spark_mode": mode},
+                    {**night, "wall_seconds": out["wall_seconds"]},
+                    stages=night_stages(night),
+                    ratios=ratios,
+                    root=root,
+                )
             )
-        )
     return entries
 
 
@@ -505,8 +564,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp home (Airflow logs, lake)")
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks/history.jsonl")
     parser.add_argument(
-        "--modes", default="connect,submit", help="Spark modes whose empty night runs, in order (connect, submit)"
+        "--modes", default="connect,submit", help="Spark modes whose nights run, in order (connect, submit)"
     )
+    parser.add_argument(
+        "--scoring-night",
+        type=date.fromisoformat,
+        default=date(1998, 4, 1),
+        help="the CDNOW night the scoring DAG scores again on a copy of --demo-home (default: the demo's first)",
+    )
+    parser.add_argument(
+        "--demo-home", type=Path, default=REPO_ROOT / ".platform", help="a home `make demo` built (lake, MLflow)"
+    )
+    parser.add_argument("--skip-scoring", action="store_true", help="no scoring night")
     parser.add_argument("--child", choices=("parse", "lake"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -517,12 +586,18 @@ def main(argv: list[str] | None = None) -> int:
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     if not modes or set(modes) - {"connect", "submit"}:
         parser.error(f"--modes takes connect and/or submit, got {args.modes!r}")
-    out = run(args.repeats, not args.skip_night, args.days, args.timeout, args.keep, modes)
+    scoring = None
+    if not (args.skip_night or args.skip_scoring):
+        if (args.demo_home / "lake").is_dir():
+            scoring = (args.demo_home.resolve(), args.scoring_night)
+        else:
+            log.warning("no scoring night: %s has no lake; run `make demo` first", args.demo_home)
+    out = run(args.repeats, not args.skip_night, args.days, args.timeout, args.keep, modes, scoring)
     shown = {**out, "parse": {k: v for k, v in out["parse"].items() if k != "samples"}}
     print(json.dumps(shown, indent=2, default=str))
     if not args.no_record:
         record(out, {"lake_days": args.days, "model": MODEL})
-    nights = (out.get("nights") or {}).values()
+    nights = [*(out.get("nights") or {}).values(), *(out.get("scoring") or {}).values()]
     ok = not out["parse"]["import_errors"] and all(_ran(n) and not n.get("leftover_processes") for n in nights)
     return 0 if ok else 1
 

@@ -134,3 +134,13 @@ def test_processor_durations_reads_the_dag_processors_stats_tables() -> None:
         ]
     )
     assert scheduler.processor_durations(log) == {"scoring.py": 1.17, "training.py": 0.79}
+
+
+def test_scoring_nights_are_recorded_beside_the_empty_nights(tmp_path) -> None:
+    parse = {"repeats": 1, "isolated": {"a.py": 0.2}, "isolated_sum": 0.2, "folder_total": 3.0}
+    night = {"state": "success", "day": "1998-04-01", **scheduler.night_timings(TRIGGERED, RUN, TIS)}
+    scoring = {"connect": night, "submit": {**night, "total_seconds": 195.0}}
+    out = {"parse": parse, "scoring": scoring, "wall_seconds": 1}
+    entries = scheduler.record(out, {}, tmp_path)
+    assert [e["benchmark"] for e in entries] == ["dag-parse", "scoring-night", "scoring-night-submit"]
+    assert entries[1]["params"]["dag"] == scheduler.SCORING and entries[1]["ratios"]["submit/connect"] == 3.0

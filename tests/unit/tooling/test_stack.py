@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from jobs.settings import REPO_ROOT, load
 from tooling import stack
 
@@ -11,7 +13,8 @@ def test_every_service_binds_loopback_only(monkeypatch) -> None:
     ports = stack.Ports.from_env()
     assert ports == stack.Ports(airflow=18080, mlflow=5000, reports=8000)
     services = stack.services(load(), ports)
-    assert set(services) == {"airflow", "mlflow", "reports", "mail"}
+    assert set(services) == {"spark-connect", "airflow", "mlflow", "reports", "mail"}
+    assert list(services).index("spark-connect") < list(services).index("airflow"), "the server first"
     for name, (command, _env, health) in services.items():
         assert "127.0.0.1" in health, name
         assert "0.0.0.0" not in " ".join(command), name
@@ -21,6 +24,16 @@ def test_every_service_binds_loopback_only(monkeypatch) -> None:
     assert airflow_env["AIRFLOW__API__HOST"] == "127.0.0.1" and airflow_env["AIRFLOW__API__PORT"] == "18080"
     assert airflow_env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO_ROOT / "dags")
     assert airflow_env["MLP_MLFLOW_UI_URL"] == "http://127.0.0.1:5000", "task links open the MLflow UI make up serves"
+    # Spark tasks are clients of the stack's own Connect server (the default mode).
+    assert airflow_env["MLP_SPARK_MODE"] == "connect"
+    connection = json.loads(airflow_env["AIRFLOW_CONN_SPARK_CONNECT_DEFAULT"])
+    assert services["spark-connect"][2] == f"tcp://{connection['host']}:{connection['port']}" == "tcp://127.0.0.1:15002"
+
+
+def test_submit_mode_starts_no_connect_server(monkeypatch) -> None:
+    monkeypatch.setenv("MLP_SPARK_MODE", "submit")
+    services = stack.services(load(), stack.Ports.from_env())
+    assert "spark-connect" not in services and services["airflow"][1]["MLP_SPARK_MODE"] == "submit"
 
 
 def test_down_with_nothing_running_stops_nothing_and_clears_stale_pid_files(settings) -> None:
