@@ -117,8 +117,11 @@ def connect_server_argv(settings: Settings, port: int, extra_conf: dict[str, str
     conf["spark.connect.grpc.binding.port"] = str(port)
     # A client that died (an Airflow kill, a lost worker) leaves its running operations detached: interrupt them
     # after 30 s instead of Spark's default 5 minutes, so a killed task does not hold the cores the next one needs.
+    # The server only notices the detach when an operation's response stream ends, every 2 minutes by default
+    # (a live client re-attaches at once, in milliseconds): end it every 15 s.
     conf.setdefault("spark.connect.execute.manager.detachedTimeout", "30s")
     conf.setdefault("spark.connect.execute.manager.maintenanceInterval", "5s")
+    conf.setdefault("spark.connect.execute.reattachable.senderMaxStreamDuration", "15s")
     # Warnings and the server's own lines, not every query plan (include/spark/log4j2-connect.properties).
     conf.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{CONNECT_LOG4J}")
     argv = [

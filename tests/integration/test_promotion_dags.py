@@ -76,6 +76,7 @@ def test_rollback_dag_restores_the_previous_champion_audits_and_mails(
     assert row["report"] in body and Path(unquote(row["report"].removeprefix("file://"))).exists()
 
 
+@pytest.mark.spark_submit  # the spark-submit path (MLP_SPARK_MODE=submit) through Airflow: one short Spark task
 def test_promote_dag_refuses_a_worse_version_at_once_and_says_why(
     airflow_db, smtp_server, spark, champion_and_previous
 ) -> None:
