@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jobs.config import feature_columns, load_model_config
 from jobs.ml import registry, trainset
+from jobs.settings import load
 
 KEY = "ts-test-evaluation"
 WEAK = ["tenure_days"]  # knows a little: calibrated, but a low AUC
@@ -81,7 +82,8 @@ def register(config, frame, columns: list[str], rounds: int = 60) -> int:
         }
     )
     model, _ = xgboost.train(frame, frame, columns, small, "cpu")
-    mlflow.set_experiment(config.name)
+    # The platform's own experiment (its artifacts under the test's artifact root, not ./mlruns of the cwd).
+    mlflow.set_experiment(experiment_id=registry.experiment_id(load(), config.name))
     with mlflow.start_run():
         example = frame[columns].head(5)
         logged = mlflow.pyfunc.log_model(
