@@ -578,7 +578,7 @@ def record(out: dict[str, Any], params: dict[str, Any], root: Path = report.RESU
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m bench.scheduler [--no-record] [--skip-night] [--skip-scoring] [--modes connect,submit] [--keep]``."""
+    """CLI: ``python -m bench.scheduler [--no-record] [--skip-night] [--skip-scoring] [--modes connect,submit]``."""
     parser = argparse.ArgumentParser(prog="python -m bench.scheduler", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="fresh interpreters that parse the DAG folder")
     parser.add_argument("--skip-night", action="store_true", help="no empty night (with --skip-scoring: parse only)")
