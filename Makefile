@@ -25,7 +25,7 @@ help:
 	@echo "make test   - set up, then run the whole test suite"
 	@echo "make test-fast - the tests not marked slow (no Spark job, no Airflow run): unit, dags, deploy"
 	@echo "make lint   - ruff (with Airflow's AIR rules) and import-linter's layer contracts (pyproject.toml)"
-	@echo "make bench  - generator at 10M rows; features on CDNOW and 1M/10M synthetic rows; quality gate on 10M gold rows; training rows/s per family; drift Spark vs Evidently at 1M/10M; 30 nightly 1M-row drift windows; features in DuckDB vs Spark (CDNOW, 1M, 10M); inference rows/s; standalone cluster vs local; empty night through the scheduler and DAG parse time; docs/benchmarks/README.md + plots"
+	@echo "make bench  - generator at 10M rows; features on CDNOW and 1M/10M synthetic rows; quality gate on 10M gold rows; training rows/s per family; drift Spark vs Evidently at 1M/10M; 30 nightly 1M-row drift windows; features in DuckDB vs Spark (CDNOW, 1M, 10M); inference rows/s; standalone cluster vs local; empty night (and, after make demo, a quiet CDNOW scoring night) through the scheduler in both Spark modes, and DAG parse time; docs/benchmarks/README.md + plots"
 	@echo "make bench-100m - opt-in: generator, features and DuckDB at 100M transactions (hours on 2 cores)"
 	@echo "make up     - Airflow (:8080, password printed), MLflow UI (:5000), mail sink (:8025), reports (:8000) on loopback"
 	@echo "make down   - stop what make up started"
