@@ -357,10 +357,8 @@ def measure_night(settings: Any, ports: Any, days: int, timeout: float, modes: t
         count = 2 if mode == "connect" else 1
         plan[mode] = [next_day + timedelta(days=k) for k in range(count)]
         next_day += timedelta(days=count)
-    nights: dict[str, Any] = {}
-    first = _services(modes[0])
     # The first mode's services start while the lake is built; its night waits for both.
-    _start(settings, ports, modes[0])
+    started = _start(settings, ports, modes[0])
     try:
         log.info("building the lake: CDNOW %s + %d days (child process, its own Spark)", cdnow.FIRST_DAY, days)
         lake = _child("lake", "--days", str(days))
@@ -368,27 +366,34 @@ def measure_night(settings: Any, ports: Any, days: int, timeout: float, modes: t
             folder = write_empty_day(settings.landing_root, day)
             log.info("empty day %s landed in %s (header only + %s)", day, folder, landing.SUCCESS_MARKER)
     except BaseException:
-        _stop(settings, first)
+        _stop(started)
         raise
+    return _nights_per_mode(started, ports, modes, plan, timeout, PIPELINE, lambda s, day: {"lake": lake})
+
+
+def _nights_per_mode(
+    settings: Any, ports: Any, modes: tuple[str, ...], plan: dict[str, list[date]], timeout: float, dag_id: str, more
+) -> dict[str, Any]:
+    """Per mode, with its services started (the first mode's already are) and stopped after: ``dag_id`` for each
+    day of ``plan[mode]``; all but the last warm a fresh Connect server and are reported as ``cold``; ``more(settings,
+    day)`` adds to the measured night's result. ``{mode: night}``."""
+    nights: dict[str, Any] = {}
     for n, mode in enumerate(modes):
         if n:
             settings = _start(settings, ports, mode)
         try:
             *warmups, day = plan[mode]
-            cold = [_night(settings, ports, warm, timeout, mode) for warm in warmups]
-            nights[mode] = {"lake": lake, **_night(settings, ports, day, timeout, mode)}
+            cold = [_night(settings, ports, warm, timeout, mode, dag_id, tag="_cold") for warm in warmups]
+            nights[mode] = _night(settings, ports, day, timeout, mode, dag_id)
+            nights[mode].update(more(settings, day))  # after the run: it may read what the run wrote
             if cold:
                 nights[mode]["cold"] = {k: cold[0].get(k) for k in ("day", "state", "total_seconds", "tasks")}
         except Exception as exc:
-            log.exception("the empty night in %s mode did not run", mode)
+            log.exception("the %s night in %s mode did not run", dag_id, mode)
             nights[mode] = {"state": f"error: {exc}", "day": plan[mode][-1].isoformat(), "spark_mode": mode}
         finally:
-            nights.setdefault(mode, {})["leftover_processes"] = _stop(settings, _services(mode))
+            nights[mode]["leftover_processes"] = _stop(settings)
     return nights
-
-
-def _services(mode: str) -> tuple[str, ...]:
-    return ("spark-connect", "airflow") if mode == "connect" else ("airflow",)
 
 
 def _start(settings: Any, ports: Any, mode: str) -> Any:
@@ -398,15 +403,16 @@ def _start(settings: Any, ports: Any, mode: str) -> Any:
 
     os.environ["MLP_SPARK_MODE"] = mode
     settings = load()
-    log.info("starting %s for the %s-mode night", ", ".join(_services(mode)), mode)
-    stack.start(settings, ports, only=_services(mode))
+    log.info("starting %s for the %s-mode night", ", ".join(stack.task_services(settings)), mode)
+    stack.start(settings, ports, only=stack.task_services(settings))
     return settings
 
 
-def _stop(settings: Any, services: tuple[str, ...]) -> list[str]:
-    """Stop ``services`` and report any of their processes still alive after."""
+def _stop(settings: Any) -> list[str]:
+    """Stop what the tasks of ``settings``' Spark mode ran on; any of its processes still alive after."""
     from tooling import stack
 
+    services = stack.task_services(settings)
     processes = [p for name in services for p in _tree(stack.running(settings, name))]
     log.info("stopping %s (%d processes)", ", ".join(services), len(processes))
     stack.down(settings, only=services)
@@ -424,9 +430,9 @@ def _night(
     from tooling import stack
 
     result: dict[str, Any] = {"day": day.isoformat(), "airflow_port": ports.airflow, "spark_mode": mode}
-    log.info("waiting for %s on 127.0.0.1 (logs %s)", ", ".join(_services(mode)), settings.home / "logs")
+    log.info("waiting for %s on 127.0.0.1 (logs %s)", ", ".join(stack.task_services(settings)), settings.home / "logs")
     began = time.perf_counter()
-    stack.up(settings, ports, only=_services(mode), timeout=600)
+    stack.up(settings, ports, only=stack.task_services(settings), timeout=600)
     api = stack.AirflowApi.local(settings, ports)
     api.wait_for_dag(dag_id, timeout=300)
     result["airflow_ready_seconds"] = round(time.perf_counter() - began, 1)
@@ -475,33 +481,20 @@ def measure_scoring(source: Path, settings: Any, ports: Any, night: date, timeou
         began = time.perf_counter()
         shutil.copytree(source / name, settings.home / name, symlinks=True)
         log.info("copied %s/%s in %.1f s", source, name, time.perf_counter() - began)
-    nights: dict[str, Any] = {}
-    for mode in modes:
-        settings = _start(settings, ports, mode)
-        try:
-            cold = None
-            if mode == "connect":  # the fresh server's first night, as in measure_night; then the one measured
-                cold = _night(settings, ports, night, timeout, mode, dag_id=SCORING, tag="_cold")
-            nights[mode] = _night(settings, ports, night, timeout, mode, dag_id=SCORING)
-            if cold:
-                nights[mode]["cold"] = {k: cold.get(k) for k in ("day", "state", "total_seconds", "tasks")}
-            decision = _drift_decision(settings, night)
-            nights[mode]["drift_decision"] = decision
-            log.info("%s mode: drift decision for %s: %s", mode, night, decision)
-        except Exception as exc:
-            log.exception("the scoring night in %s mode did not run", mode)
-            nights[mode] = {"state": f"error: {exc}", "day": night.isoformat(), "spark_mode": mode}
-        finally:
-            nights[mode]["leftover_processes"] = _stop(settings, _services(mode))
-    return nights
+    plan = {mode: [night, night] if mode == "connect" else [night] for mode in modes}
+    settings = _start(settings, ports, modes[0])
+    return _nights_per_mode(settings, ports, modes, plan, timeout, SCORING, _drift_decision)
 
 
 def _drift_decision(settings: Any, night: date) -> dict[str, Any]:
+    """The night's drift decision, from the summary the drift job wrote (a quiet night: no alert)."""
     from jobs import reports
 
     summary = reports.read_summary(reports.summary_path(settings, "drift", MODEL, night), as_of_date=night.isoformat())
-    decision = (summary or {}).get("decision") or {}
-    return {k: decision.get(k) for k in ("alert", "retrain", "reason")}
+    found = (summary or {}).get("decision") or {}
+    decision = {k: found.get(k) for k in ("alert", "retrain", "reason")}
+    log.info("drift decision for %s: %s", night, decision)
+    return {"drift_decision": decision}
 
 
 def run(

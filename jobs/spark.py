@@ -307,9 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         settings = load()
         port = args.port or settings.spark_connect_port
-        extra = dict(item.split("=", 1) for item in args.conf if "=" in item)
-        if len(extra) != len(args.conf):
-            parser.error(f"--conf takes KEY=VALUE, got {[c for c in args.conf if '=' not in c]}")
+        bad = [item for item in args.conf if "=" not in item]
+        if bad:
+            parser.error(f"--conf takes KEY=VALUE, got {bad}")
+        extra = dict(item.split("=", 1) for item in args.conf)
         log.info("Spark Connect server with %s on %s:%d", delta_package(settings), settings.spark_local_ip, port)
         argv_ = connect_server_argv(settings, port, extra)
         os.execve(argv_[0], argv_, connect_server_env(settings))

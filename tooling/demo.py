@@ -240,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     # MLP_SPARK_MODE=connect, the default: one Spark Connect server for everything (the backfill here, every Airflow
     # task), so no job starts a JVM of its own. MLP_SPARK_MODE=submit runs a spark-submit per Airflow task.
     connect = settings.spark_mode == "connect"
-    wanted = ("spark-connect", "airflow") if connect else ("airflow",)
-    ours = tuple(name for name in wanted if stack.running(settings, name) is None)
+    ours = tuple(name for name in stack.task_services(settings) if stack.running(settings, name) is None)
     if ours:  # Airflow starts while the backfill runs; the nights after go-live go through its scheduler
         log.info(
             "starting %s in the background (Airflow on 127.0.0.1:%d, for the nights)", ", ".join(ours), ports.airflow

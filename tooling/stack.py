@@ -132,6 +132,11 @@ def services(settings: Settings, ports: Ports) -> dict[str, tuple[list[str], dic
     return {**{k: v for k, v in found.items() if k != "airflow"}, "spark-connect": server, "airflow": found["airflow"]}
 
 
+def task_services(settings: Settings) -> tuple[str, ...]:
+    """What the DAGs' tasks need running: Airflow, and in connect mode the Spark Connect server (first)."""
+    return ("spark-connect", "airflow") if settings.spark_mode == "connect" else ("airflow",)
+
+
 def _pid_file(settings: Settings, name: str) -> Path:
     return settings.home / "run" / f"{name}.pid"
 

@@ -144,3 +144,24 @@ def test_scoring_nights_are_recorded_beside_the_empty_nights(tmp_path) -> None:
     entries = scheduler.record(out, {}, tmp_path)
     assert [e["benchmark"] for e in entries] == ["dag-parse", "scoring-night", "scoring-night-submit"]
     assert entries[1]["params"]["dag"] == scheduler.SCORING and entries[1]["ratios"]["submit/connect"] == 3.0
+
+
+def test_each_mode_warms_then_measures_and_reads_after_its_run(monkeypatch) -> None:
+    ran: list[tuple] = []
+
+    def night(settings, ports, day, timeout, mode, dag_id, tag=""):
+        ran.append((mode, day, tag))
+        return {"day": day.isoformat(), "state": "success", "total_seconds": 10.0 + len(ran), "tasks": {}}
+
+    monkeypatch.setattr(scheduler, "_start", lambda settings, ports, mode: mode)
+    monkeypatch.setattr(scheduler, "_night", night)
+    monkeypatch.setattr(scheduler, "_stop", lambda settings: [])
+    days = [date(1997, 2, 1), date(1997, 2, 2)]
+    plan = {"connect": days, "submit": [date(1997, 2, 3)]}
+    nights = scheduler._nights_per_mode(
+        "connect", None, ("connect", "submit"), plan, 60, "dag", lambda s, d: {"seen": len(ran)}
+    )
+    assert ran == [("connect", days[0], "_cold"), ("connect", days[1], ""), ("submit", date(1997, 2, 3), "")]
+    assert nights["connect"]["cold"]["total_seconds"] == 11.0 and nights["connect"]["total_seconds"] == 12.0
+    assert nights["connect"]["seen"] == 2 and nights["submit"]["seen"] == 3, "read after the measured run"
+    assert "cold" not in nights["submit"] and nights["submit"]["leftover_processes"] == []
