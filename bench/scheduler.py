@@ -368,10 +368,10 @@ def measure_night(settings: Any, ports: Any, days: int, timeout: float, modes: t
     except BaseException:
         _stop(started)
         raise
-    return _nights_per_mode(started, ports, modes, plan, timeout, PIPELINE, lambda s, day: {"lake": lake})
+    return nights_per_mode(started, ports, modes, plan, timeout, PIPELINE, lambda s, day: {"lake": lake})
 
 
-def _nights_per_mode(
+def nights_per_mode(
     settings: Any, ports: Any, modes: tuple[str, ...], plan: dict[str, list[date]], timeout: float, dag_id: str, more
 ) -> dict[str, Any]:
     """Per mode, with its services started (the first mode's already are) and stopped after: ``dag_id`` for each
@@ -483,7 +483,7 @@ def measure_scoring(source: Path, settings: Any, ports: Any, night: date, timeou
         log.info("copied %s/%s in %.1f s", source, name, time.perf_counter() - began)
     plan = {mode: [night, night] if mode == "connect" else [night] for mode in modes}
     settings = _start(settings, ports, modes[0])
-    return _nights_per_mode(settings, ports, modes, plan, timeout, SCORING, _drift_decision)
+    return nights_per_mode(settings, ports, modes, plan, timeout, SCORING, _drift_decision)
 
 
 def _drift_decision(settings: Any, night: date) -> dict[str, Any]:

@@ -158,7 +158,7 @@ def test_each_mode_warms_then_measures_and_reads_after_its_run(monkeypatch) -> N
     monkeypatch.setattr(scheduler, "_stop", lambda settings: [])
     days = [date(1997, 2, 1), date(1997, 2, 2)]
     plan = {"connect": days, "submit": [date(1997, 2, 3)]}
-    nights = scheduler._nights_per_mode(
+    nights = scheduler.nights_per_mode(
         "connect", None, ("connect", "submit"), plan, 60, "dag", lambda s, d: {"seen": len(ran)}
     )
     assert ran == [("connect", days[0], "_cold"), ("connect", days[1], ""), ("submit", date(1997, 2, 3), "")]
