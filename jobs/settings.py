@@ -62,6 +62,9 @@ class Settings:
     # the Airflow connection `spark_connect_default` names) or "submit" (a spark-submit, a JVM per task, for clusters
     # where no Connect server runs).
     spark_mode: str = "connect"
+    # Connect-mode jobs start in a child forked by a warm launcher that has imported the heavy libraries once
+    # (jobs.launcher); "off" starts each job as a plain Python process.
+    job_launcher: str = "warm"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -71,6 +74,9 @@ class Settings:
         spark_mode = _env("MLP_SPARK_MODE", "connect")
         if spark_mode not in {"submit", "connect"}:
             raise ValueError(f"MLP_SPARK_MODE must be 'submit' or 'connect', got {spark_mode!r}")
+        job_launcher = _env("MLP_JOB_LAUNCHER", "warm")
+        if job_launcher not in {"warm", "off"}:
+            raise ValueError(f"MLP_JOB_LAUNCHER must be 'warm' or 'off', got {job_launcher!r}")
         if backend not in {"local", "kubernetes"}:
             raise ValueError(f"MLP_TRAINING_BACKEND must be 'local' or 'kubernetes', got {backend!r}")
         return cls(
@@ -96,6 +102,7 @@ class Settings:
             spark_remote=_env("MLP_SPARK_REMOTE", ""),
             spark_connect_port=int(_env("MLP_SPARK_CONNECT_PORT", "15002")),
             spark_mode=spark_mode,
+            job_launcher=job_launcher,
             training_backend=backend,
             # The image built from the Dockerfile's `training` stage; pin a digest in production.
             training_image=_env("MLP_TRAINING_IMAGE", "mlplatform-training:latest"),

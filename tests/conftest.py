@@ -107,6 +107,15 @@ def connect_url(connect_server: SimpleNamespace) -> str:
     return connect_server.url
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the warm job launcher that the Spark Connect tasks started (once, in the controller: xdist's workers
+    share it), so no test process outlives the run."""
+    if not hasattr(session.config, "workerinput"):
+        from jobs import launcher
+
+        launcher.stop()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with its tier (the folder under tests/ it lives in); spark/ and integration/ are slow."""
     for item in items:

@@ -30,6 +30,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs import launcher
 from jobs.settings import REPO_ROOT, Settings, load
 
 log = logging.getLogger(__name__)
@@ -344,6 +345,8 @@ def start(settings: Settings, ports: Ports, only: tuple[str, ...] = ()) -> dict[
 def up(settings: Settings, ports: Ports, only: tuple[str, ...] = (), timeout: float = 300) -> dict[str, str]:
     """Start each service not yet running, wait until all are healthy; return name -> URL."""
     started = start(settings, ports, only)
+    if "spark-connect" in started and settings.job_launcher == "warm":
+        launcher.start()  # warms up (imports the jobs' libraries) while the services start; see jobs.launcher
     for name, (health, pid) in started.items():
         log.info("waiting for %s (%s)", name, health)
         wait_healthy(health, timeout, pid)
@@ -387,6 +390,8 @@ def down(settings: Settings, grace: float = 30, only: tuple[str, ...] = ()) -> l
             psutil.wait_procs(alive, timeout=10)
             stopped.append(name)
         _pid_file(settings, name).unlink(missing_ok=True)
+    if (not only or "spark-connect" in only) and launcher.stop():
+        stopped.append("job-launcher")
     return stopped
 
 

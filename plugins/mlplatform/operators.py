@@ -32,9 +32,13 @@ def _stream(operator: Any, argv: list[str], env: dict[str, str], watch: Any = No
     is ``operator._client`` meanwhile, for ``on_kill``."""
     import subprocess
 
-    with subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as process:
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return _follow(operator, process, watch)
+
+
+def _follow(operator: Any, process: Any, watch: Any = None) -> int:
+    """Log a started process's (or warm job's) output line by line until it exits; return its exit code."""
+    with process:
         operator._client = process
         for line in process.stdout:
             operator.log.info("%s", line.rstrip())
@@ -66,21 +70,30 @@ class SparkJobOperator(SparkSubmitOperator):
             return super().execute(context)
         import os
         import signal
-        import sys
 
         from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
 
+        from jobs import launcher
+        from jobs.settings import load
+
         url = SparkConnectHook(self.connect_conn_id).get_connection_url()
-        argv = [sys.executable, str(self.application), *[str(a) for a in self.application_args or []]]
+        args = [str(a) for a in self.application_args or []]
         env = {**os.environ, **(self.env_vars or {}), "MLP_SPARK_REMOTE": url}
-        self.log.info("Spark Connect client of %s: %s", url.split(";")[0], " ".join(argv[1:]))
+        process = launcher.popen(str(self.application), args, env, warm=load().job_launcher == "warm")
+        self.log.info(
+            "Spark Connect client of %s (%s, pid %d): %s",
+            url.split(";")[0],
+            "a warm launcher's child" if getattr(process, "warm", False) else "a new process",
+            process.pid,
+            " ".join([str(self.application), *args]),
+        )
         lost: list[str] = []  # the first sign that the server went away or lost this client's session
 
         def watch(line: str) -> None:
             if not lost and any(sign in line for sign in SERVER_LOST):
                 lost.append(line.strip()[:300])
 
-        code = _stream(self, argv, env, watch)
+        code = _follow(self, process, watch)
         if code < 0:
             raise AirflowException(f"Spark Connect client killed by {signal.Signals(-code).name}")
         if code != 0 and lost:
