@@ -582,8 +582,11 @@ def run_child(child: Child) -> None:
         runpy.run_path(script, run_name="__main__")
     except SystemExit as done:
         code = _exit_code(done.code)
-    except BaseException:  # what the interpreter prints for an uncaught exception, and its exit status
-        traceback.print_exc()
+    except BaseException as error:  # what the interpreter prints for an uncaught exception, and its exit status
+        frames = error.__traceback__
+        while frames is not None and frames.tb_frame.f_code.co_filename != script:
+            frames = frames.tb_next  # from the script's own frame on, as `python <script>` prints it
+        traceback.print_exception(type(error), error, frames or error.__traceback__)
         code = 1
     _finish(code)
 

@@ -120,6 +120,7 @@ def test_an_uncaught_exception_exits_1_with_its_traceback_and_siblings_draw_thei
     assert broken.wait(30) == 1, "a job that left a thread pool did not exit"
     broken.stdout.close()
     assert "pool ran" in out and "Traceback" in out and "RuntimeError: the job broke" in out
+    assert "launcher.py" not in out and "runpy" not in out, "the traceback starts at the job's script"
 
     draws = set()
     for _ in range(2):
