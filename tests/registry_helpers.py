@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jobs.config import feature_columns, load_model_config
 from jobs.ml import registry, trainset
+from jobs.ml.pyfunc import pip_requirements
 from jobs.settings import load
 
 KEY = "ts-test-evaluation"
@@ -87,7 +88,10 @@ def register(config, frame, columns: list[str], rounds: int = 60) -> int:
     with mlflow.start_run():
         example = frame[columns].head(5)
         logged = mlflow.pyfunc.log_model(
-            name="model", python_model=model, signature=infer_signature(example, model.predict(None, example))
+            name="model",
+            python_model=model,
+            signature=infer_signature(example, model.predict(None, example)),
+            pip_requirements=pip_requirements(model),
         )
     version = int(mlflow.register_model(logged.model_uri, config.name).version)
     client = MlflowClient()

@@ -19,6 +19,8 @@ class PropensityModel(mlflow.pyfunc.PythonModel):
     """The scoring interface of every family: a DataFrame of feature columns in, P(label = 1) out."""
 
     family = ""
+    # The distributions this family needs to load and score, beyond what every family needs (BASE_REQUIREMENTS).
+    requirements: tuple[str, ...] = ()
 
     def __init__(self, columns: list[str], payload: dict[str, Any]) -> None:
         self.columns = columns
@@ -46,6 +48,28 @@ class PropensityModel(mlflow.pyfunc.PythonModel):
         import pandas as pd
 
         return pd.Series(self.predict_proba(model_input), index=model_input.index, name="score")
+
+
+# What every logged model needs to load: MLflow's pyfunc loader, the pickle, the frames, and this platform's package
+# (the model classes live in jobs.ml.families).
+BASE_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "mlplatform")
+
+
+def pip_requirements(model: PropensityModel) -> list[str]:
+    """The model's requirements pinned to the versions installed here (``name==version``), for ``log_model``.
+
+    Given explicitly because MLflow would otherwise infer them by loading the model in a subprocess, which costs
+    4-10 s per logged model and can pick up whatever else that import drags in."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for name in (*BASE_REQUIREMENTS, *model.requirements):
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            if name != "mlplatform":  # a checkout run without `pip install -e .` (then the code is on the path)
+                raise
+    return pins
 
 
 def permutation_importance(model: PropensityModel, frame: pd.DataFrame, columns: list[str], seed: int) -> dict:

@@ -28,6 +28,7 @@ from jobs.config import ModelConfig, load_model_config
 from jobs.ml import trainset
 from jobs.ml.families import pytorch, xgboost
 from jobs.ml.metrics import METRICS, better, evaluate
+from jobs.ml.pyfunc import pip_requirements
 from jobs.ml.registry import CHALLENGER, experiment_id
 from jobs.settings import Settings, load
 
@@ -197,7 +198,11 @@ def run_training(
                 example = sets["validation"][columns].head(5)
                 signature = infer_signature(example, model.predict(None, example))
                 logged = mlflow.pyfunc.log_model(
-                    name="model", python_model=model, signature=signature, input_example=example
+                    name="model",
+                    python_model=model,
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=pip_requirements(model),
                 )
                 results[family] = {
                     "run_id": child.info.run_id,

@@ -20,6 +20,7 @@ class TorchMLPModel(PropensityModel):
     """The network's state dict and the training set's feature means and scales; scored on CPU."""
 
     family = "pytorch"
+    requirements = ("torch",)
 
     def build(self) -> Any:
         """The network from its state dict, in eval mode."""

@@ -17,6 +17,7 @@ class XGBoostModel(PropensityModel):
     """A boosted-trees booster, kept as its JSON bytes and scored on CPU."""
 
     family = "xgboost"
+    requirements = ("xgboost",)
 
     def build(self) -> Any:
         """The booster from its saved JSON, on CPU (scoring never needs a GPU)."""
