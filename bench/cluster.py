@@ -54,7 +54,7 @@ def child(mode: str, workers: int, source: str, rows: int, customers: int) -> di
         started = time.perf_counter()
         build.build_features(spark, settings, config, DAY500, DAY500, "bench-day500")
         out["day500"] = {"seconds": round(time.perf_counter() - started, 2)}
-        gold = settings.table_path(*build.GOLD_TABLE)
+        gold = settings.model_table_path(config.name, build.FEATURES_TABLE)
         values = [c for c in build.gold_columns(config) if c != "feature_run_id"]
         out["checksums"] = {str(day): str(gold_values(spark, gold, day, values)) for day in (date(1997, 6, 1), DAY500)}
     return out

@@ -324,7 +324,7 @@ def run(source: str, rows: int, customers: int, model: str, keep: bool = False) 
             result: dict[str, Any] = {"source": source, "model": model, "night_date": NIGHT.isoformat()}
             result["silver_rows"] = harness.build_silver(spark, settings, source, rows, customers, result)
             silver = harness.delta_files(spark, settings.table_path(*build.SILVER_TABLE))
-            gold = settings.table_path(*build.GOLD_TABLE)
+            gold = settings.model_table_path(config.name, build.FEATURES_TABLE)
 
             spark_backfill = _spark_stage(spark, settings, config, cdnow.FIRST_DAY, NIGHT, "bench-backfill")
             gold_backfill = harness.delta_files(spark, gold)

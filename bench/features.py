@@ -66,7 +66,7 @@ def run(model: str, keep: bool, source: str = "cdnow", rows: int = 0, customers:
         }
         log.info("backfill: %s", result["backfill"])
 
-        gold = settings.table_path(*build.GOLD_TABLE)
+        gold = settings.model_table_path(config.name, build.FEATURES_TABLE)
         values = [c for c in build.gold_columns(config) if c != "feature_run_id"]
         for label, day in (("day50", date(1997, 2, 19)), ("day500", date(1998, 5, 16))):
             before = gold_values(spark, gold, day, values)

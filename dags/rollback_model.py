@@ -3,7 +3,7 @@
 
 One step back: `champion` returns to `previous_champion` (or to the **to_version** you name), and the version it
 replaces becomes `previous_champion`, so a second rollback undoes the first. A **reason** is required. A
-**to_version** must have been champion before (`ops/model_decisions` knows); tick **force** to roll back to any
+**to_version** must have been champion before (the model's `decisions` table knows); tick **force** to roll back to any
 other version, audited as forced. Gates do not
 apply (this is the emergency path), but both versions are still scored on the latest matured holdout when
 possible, so the audit row and the e-mail show what the rollback traded. Batch inference picks up the new champion

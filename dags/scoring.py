@@ -9,12 +9,12 @@ date only).
    gold `predictions` (replaceWhere on the date).
 2. `monitor_drift` compares the window's features and scores with the champion's training data (the test
    Evidently would pick per column, computed in Spark from bounded profiles), checks performance on the date whose
-   labels just matured, writes `ops/drift_metrics` and `ops/drift_windows`, the HTML report (also in MLflow), and
-   applies the alert policy (`drift:` in the model config: drifted share, k of n windows, cooldown).
+   labels just matured, writes the model's `drift_metrics` and `drift_windows` tables, the HTML report (also in
+   MLflow), and applies the alert policy (`drift:` in the model config: drifted share, k of n windows, cooldown).
 3. `start_retraining` triggers the `training` DAG with the reason and `as_of_end` (the last label matured by that
    night) in its conf when a drift episode (or a performance drop) opens and the policy asks for it; the cooldown
-   stops retrain loops. The promotion decision of that training run is audited in `ops/model_decisions` with this
-   reason.
+   stops retrain loops. The promotion decision of that training run is audited in the model's `decisions` table
+   with this reason.
 4. `send_alert` mails the team once per episode: what drifted, by how much, the report, and whether retraining
    started. The mail goes through the outbox (pending until the SMTP server accepted it, keyed by the episode), so
    an SMTP outage fails this task and delays the mail, and any mail still pending is delivered the next night.

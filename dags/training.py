@@ -17,7 +17,7 @@ when the drift monitor asks for a retrain (conf `reason`), or from the **Trigger
 4. `evaluate_and_promote` scores the challenger and the current champion on the same, most recent matured holdout
    and applies the model's promotion gates (`promotion:` in the model config; mode `enabled`, `dry_run` or
    `disabled`). A winner becomes `champion` (the old one `previous_champion`) by check-and-set; every decision is a
-   row in `ops/model_decisions`, tags on the versions, an HTML report in MLflow and an e-mail to the team.
+   row in the model's `decisions` table, tags on the versions, an HTML report in MLflow and an e-mail to the team.
 """
 
 from __future__ import annotations

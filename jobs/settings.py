@@ -139,6 +139,16 @@ class Settings:
         """Location of a Delta table, e.g. ``table_path("bronze", "transactions")``."""
         return f"{self.lake_root.rstrip('/')}/{layer}/{name}"
 
+    def model_root(self, model: str) -> str:
+        """The folder that holds everything one model owns (``<lake>/models/<model>``): a folder per model, not a
+        partition of shared tables, so each model's tables have their own schema, Delta log, retention and
+        concurrency (one model's writes never conflict with, nor can a wrong predicate touch, another's)."""
+        return f"{self.lake_root.rstrip('/')}/models/{model}"
+
+    def model_table_path(self, model: str, name: str) -> str:
+        """Location of one of ``model``'s own Delta tables, e.g. ``model_table_path("<model>", "features")``."""
+        return f"{self.model_root(model)}/{name}"
+
 
 def load() -> Settings:
     """Settings for this process (read fresh each call so tests can change the environment)."""

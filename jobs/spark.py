@@ -238,6 +238,53 @@ def default_parallelism(spark: SparkSession) -> int:
     return max(1, int(value))
 
 
+# The model tables of the single-model lake layout (before every model had its own folder), and their names now.
+LEGACY_MODEL_TABLES = {
+    "gold/customer_features": "features",
+    "gold/labels": "labels",
+    "gold/predictions": "predictions",
+    "ops/data_quality": "data_quality",
+    "ops/drift_metrics": "drift_metrics",
+    "ops/drift_windows": "drift_windows",
+    "ops/drift_alerts": "drift_alerts",
+    "ops/model_decisions": "decisions",
+}
+
+
+class LegacyLakeError(RuntimeError):
+    """The lake still holds a model's tables in the single-model layout of an older version."""
+
+
+def local_lake(settings: Settings) -> Path | None:
+    """The lake's folder when it is on a local file system (None for object stores)."""
+    root = settings.lake_root
+    if "://" in root and not root.startswith("file://"):
+        return None
+    return Path(root.removeprefix("file://"))
+
+
+def legacy_tables(settings: Settings) -> list[str]:
+    """The single-model layout's tables (and training sets) this lake still holds (a local lake; an object store's
+    layout is not listed here: its operators migrate it by copying, see docs/operations.md)."""
+    base = local_lake(settings)
+    if base is None:
+        return []
+    found = [old for old in LEGACY_MODEL_TABLES if (base / old / "_delta_log").is_dir()]
+    return found + (["training_sets"] if (base / "training_sets").is_dir() else [])
+
+
+def require_model_layout(settings: Settings) -> None:
+    """Refuse to run on a lake whose model tables are still in the old single-model layout: a job would silently
+    start a new, empty table next to the old one (and lose the audit's history), so say how to move them."""
+    old = legacy_tables(settings)
+    if old:
+        raise LegacyLakeError(
+            f"the lake {settings.lake_root} holds model tables of an older, single-model layout ({', '.join(old)}); "
+            "every model's tables now live under models/<model>/. Move them to the model they belong to with "
+            "`python -m jobs.lake.layout --migrate --model <model>`, then run again."
+        )
+
+
 def run_job(name: str, work: Callable[[Any, Settings], T], overrides: Callable[[Settings], dict] | None = None) -> T:
     """A job's ``main``: log to stderr, start its Spark session, run ``work(spark, settings)``, always stop Spark.
 
@@ -247,6 +294,7 @@ def run_job(name: str, work: Callable[[Any, Settings], T], overrides: Callable[[
 
     cli.setup_logging()
     settings = load()
+    require_model_layout(settings)
     spark = get_spark(name, settings=settings, overrides=overrides(settings) if overrides else None)
     previous = None
     if is_connect(spark):

@@ -72,7 +72,7 @@ class Replay:
             f"alerts     : {len(self.episodes)} drift episode(s) {self.episodes}, {len(self.mails)} alert e-mail(s) "
             f"kept by the loopback SMTP server in {self.sink}: {mailed}",
             *(f"retraining : {r}" for r in self.retrains),
-            *(f"audit      : ops/model_decisions for {k}: {v}" for k, v in self.audited.items()),
+            *(f"audit      : models/<model>/decisions for {k}: {v}" for k, v in self.audited.items()),
             f"e-mails    : {len(self.mails) + len(self.other_mails)} in all; the others: "
             f"{'; '.join(self.other_mails) or 'none'}",
         ]
@@ -84,7 +84,7 @@ class Replay:
             out.append(f"{len(self.episodes)} drift episodes but {len(self.mails)} alert e-mails")
         missing = [r for r in self.retrain_ids if r not in self.audited]
         if missing:
-            out.append(f"retraining runs without an audited promotion decision in ops/model_decisions: {missing}")
+            out.append(f"retraining runs without an audited promotion decision in models/<model>/decisions: {missing}")
         return out
 
 
@@ -188,7 +188,7 @@ def _retrained(settings, run_id: str, state: str) -> str:
     trained = train.verify_training_run(settings, MODEL, run_id)
     decision = reports.read_summary(reports.summary_path(settings, "evaluation", MODEL, run_id))
     outcome = (
-        f"{decision['action']}: {decision['summary']} [audit ops/model_decisions {decision['decision_id']}]"
+        f"{decision['action']}: {decision['summary']} [audit models/<model>/decisions {decision['decision_id']}]"
         if decision and "action" in decision
         else "no promotion decision"
     )
@@ -199,7 +199,7 @@ def _retrained(settings, run_id: str, state: str) -> str:
 
 
 def _audited(settings, dag_run_ids: list[str]) -> dict[str, str]:
-    """The ops/model_decisions rows of these training runs: action, applied, champion before and after, reason."""
+    """The decisions table rows of these training runs: action, applied, champion before and after, reason."""
     if not dag_run_ids:
         return {}
     from jobs.spark import get_spark
@@ -326,11 +326,11 @@ def _demo(args: argparse.Namespace, settings, ports) -> int:
             versions["features"],
             versions["labels"],
         )
-        read = lambda table: spark.read.format("delta").load(settings.table_path(*table))  # noqa: E731
-        silver_rows = read(clean.SILVER_TABLE).count()
-        gold = read(build.GOLD_TABLE)
+        read = lambda path: spark.read.format("delta").load(path)  # noqa: E731
+        silver_rows = read(settings.table_path(*clean.SILVER_TABLE)).count()
+        gold = read(settings.model_table_path(MODEL, build.FEATURES_TABLE))
         gold_rows, gold_days = gold.count(), gold.select("as_of_date").distinct().count()
-        label_rows = read(labels.LABELS_TABLE)
+        label_rows = read(settings.model_table_path(MODEL, labels.LABELS_TABLE))
         positives = label_rows.where("label = 1").count()
         label_total = label_rows.count()
     finally:
@@ -390,7 +390,8 @@ def _demo(args: argparse.Namespace, settings, ports) -> int:
                 f"PR AUC {trained['holdout_pr_auc']:.3f}, log loss {trained['holdout_log_loss']:.3f}, "
                 f"Brier {trained['holdout_brier']:.3f}",
                 f"promotion  : {decision['summary'] if decision else outline} "
-                f"[{outline['action']}; audit {lake}/ops/model_decisions; report {decision and decision['report']}]",
+                f"[{outline['action']}; audit {lake}/models/{MODEL}/decisions; "
+                f"report {decision and decision['report']}]",
                 *replay.lines(),
                 f"mlflow     : {settings.mlflow_tracking_uri}; `make up` serves it (and Airflow, the mails and the "
                 f"reports) on loopback: MLflow UI http://127.0.0.1:{ports.mlflow}",

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GOLD_TABLE = ("gold", "customer_features")
+FEATURES_TABLE = "features"  # <lake>/models/<model>/features
 KEY_COLUMNS: tuple[str, ...] = ("customer_id", "as_of_date")
 
 _SQ = "_amount_sq_cents_all"
@@ -329,7 +329,7 @@ def build_features(
 
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
-    silver_path, gold_path = settings.table_path(*SILVER_TABLE), settings.table_path(*GOLD_TABLE)
+    silver_path, gold_path = settings.table_path(*SILVER_TABLE), settings.model_table_path(config.name, FEATURES_TABLE)
     silver = read_delta(spark, silver_path)
     if silver is None:
         raise FileNotFoundError(f"silver table not found at {silver_path}; run the clean stage first")

@@ -2,7 +2,7 @@
 
 A label for as_of_date d needs the data through d + horizon, so a run that has data through ``data_end`` writes
 labels only for as-of dates up to ``data_end - horizon``. The keys are the customers that have features on d
-(gold customer_features), so every label has a feature row to join.
+(the model's features table), so every label has a feature row to join.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from jobs import cli
 from jobs.config import ModelConfig, load_model_config
-from jobs.features.build import GOLD_TABLE
+from jobs.features.build import FEATURES_TABLE
 from jobs.lake.clean import SILVER_TABLE
 from jobs.settings import Settings
 from jobs.spark import replace_window, run_job
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LABELS_TABLE = ("gold", "labels")
+LABELS_TABLE = "labels"  # <lake>/models/<model>/labels
 
 
 def label_window(start: date, end: date, horizon_days: int, first_date: date) -> tuple[date, date] | None:
@@ -76,7 +76,7 @@ def build_labels(
     first, last = window
     keys = (
         spark.read.format("delta")
-        .load(settings.table_path(*GOLD_TABLE))
+        .load(settings.model_table_path(config.name, FEATURES_TABLE))
         .where((F.col("as_of_date") >= F.lit(first)) & (F.col("as_of_date") <= F.lit(last)))
         .select("customer_id", "as_of_date")
     )
@@ -87,7 +87,7 @@ def build_labels(
     )
     labels = compute_labels(keys, purchases, horizon, run_id)
     window = f"as_of_date >= '{first}' AND as_of_date <= '{last}'"
-    rows = replace_window(labels, settings.table_path(*LABELS_TABLE), window, "as_of_date")
+    rows = replace_window(labels, settings.model_table_path(config.name, LABELS_TABLE), window, "as_of_date")
     log.info("labels for as-of %s..%s (horizon %d days): %d rows", first, last, horizon, rows)
     return {"rows": rows, "as_of_start": first.isoformat(), "as_of_end": last.isoformat()}
 

@@ -1,4 +1,5 @@
-"""The promotion audit, ``ops/model_decisions``: append-only, one row per phase of a decision.
+"""The promotion audit, each model's ``decisions`` table (under ``<lake>/models/<model>/``): append-only, one row per
+phase of a decision.
 
 A decision is recorded ``decided`` (with everything needed to carry it out: the target version, the champion it
 was made against, the evaluation, as JSON) before any alias moves, then ``applied`` once the aliases say it
@@ -21,7 +22,7 @@ from jobs.spark import create_delta_table, is_delta_table, table_properties
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-AUDIT_TABLE = ("ops", "model_decisions")
+AUDIT_TABLE = "decisions"  # <lake>/models/<model>/decisions
 DECIDED, APPLIED, FAILED = "decided", "applied", "failed"
 TERMINAL = (APPLIED, FAILED)
 AUDIT_SCHEMA = (
@@ -35,17 +36,18 @@ AUDIT_SCHEMA = (
 MOVES = ("promoted", "forced", "rolled_back")  # actions that move the champion alias
 
 
-def path(settings: Settings) -> str:
-    """Where the audit table lives."""
-    return settings.table_path(*AUDIT_TABLE)
+def path(settings: Settings, model: str) -> str:
+    """Where ``model``'s audit table lives."""
+    return settings.model_table_path(model, AUDIT_TABLE)
 
 
 _READY: set[str] = set()  # tables this process already made sure of
 
 
-def ensure(spark: SparkSession, settings: Settings) -> str:
-    """Create the audit table (append-only) if needed; an older table gains the new columns and the property."""
-    location = path(settings)
+def ensure(spark: SparkSession, settings: Settings, model: str) -> str:
+    """Create the model's audit table (append-only) if needed; an older table gains the new columns and the
+    property."""
+    location = path(settings, model)
     if location in _READY and is_delta_table(spark, location):
         return location
     schema = spark.createDataFrame([], AUDIT_SCHEMA).schema
@@ -60,7 +62,7 @@ def ensure(spark: SparkSession, settings: Settings) -> str:
         if table_properties(spark, location).get("delta.appendOnly") != "true":
             spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ('delta.appendOnly' = 'true')")
 
-    retry_conflicts(create, what="create ops/model_decisions")
+    retry_conflicts(create, what=f"create {model}'s decisions")
     _READY.add(location)
     return location
 
@@ -103,7 +105,7 @@ def row(decision: dict[str, Any], phase: str, error: str = "") -> dict[str, Any]
 
 def append(spark: SparkSession, settings: Settings, record: dict[str, Any]) -> None:
     """Append one phase row (a blind append: it never conflicts with another writer's rows)."""
-    location = ensure(spark, settings)
+    location = ensure(spark, settings, record["model"])
     frame = spark.createDataFrame([record], AUDIT_SCHEMA)
     retry_conflicts(lambda: frame.write.format("delta").mode("append").save(location), what="audit append")
 
@@ -112,7 +114,7 @@ def read(spark: SparkSession, settings: Settings, model: str) -> list[dict[str, 
     """Every audit row of ``model``, oldest first (no table yet: none)."""
     from pyspark.sql import functions as F
 
-    location = path(settings)
+    location = path(settings, model)
     if not is_delta_table(spark, location):
         return []
     frame = spark.read.format("delta").load(location).where(F.col("model") == model)

@@ -8,7 +8,7 @@ config's mode (enabled, dry_run, disabled), an HTML report logged to MLflow, the
 
 1. the whole decision holds the model's promotion lease (``jobs.lake.lease``), so the training DAG's automatic
    step, ``promote_model`` and ``rollback_model`` for one model never interleave;
-2. the decision is recorded ``decided`` in ``ops/model_decisions`` (``jobs.ml.audit``: the target version and
+2. the decision is recorded ``decided`` in the model's ``decisions`` table (``jobs.ml.audit``: the target version and
    the champion it was made against) before any alias moves;
 3. ``champion`` -> target and ``previous_champion`` -> the old champion, check-and-set against that champion;
 4. ``applied`` (or ``failed``) is appended; version tags and the decision file follow, all safe to repeat.
@@ -221,7 +221,7 @@ def decide(
     decision_id = f"{model}/{dag_run_id}/{kind}"
     out_dir = reports.report_dir(settings, "evaluation", model, dag_run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
-    audit.ensure(spark, settings)
+    audit.ensure(spark, settings, model)
     with lease.held(spark, settings, f"promotion/{model}", decision_id, wait_s=lease_wait_s):
         rows = audit.read(spark, settings, model)
         if recover(spark, settings, client, rows, skip=decision_id):
@@ -341,7 +341,7 @@ def _evaluate_and_decide(
             candidate = version
             if candidate not in past and not force:
                 raise PromotionError(
-                    f"{model} v{candidate} was never champion (ops/model_decisions knows "
+                    f"{model} v{candidate} was never champion (models/<model>/decisions knows "
                     f"{sorted(past) or 'none'}); roll back to it only with force and a reason"
                 )
         decision["forced"] = bool(force) and candidate not in past

@@ -4,7 +4,7 @@ The split is in time: train, then validation, then holdout, each separated by a 
 so no training label looks into the validation period (and none of validation's into the holdout). Consecutive
 as-of days are near-duplicates, so one snapshot every ``sample_every_days`` is kept, anchored on the last date.
 
-The set is written once as Parquet under ``<lake>/training_sets/<model>/<key>/`` with a manifest (Delta versions,
+The set is written once as Parquet under ``<lake>/models/<model>/training_sets/<key>/`` with a manifest (Delta versions,
 split bounds, rows and a checksum); ``key`` is a hash of everything that determines the content, so the same
 versions and settings always give the same set, and asking again reuses it. Training reads the Parquet without
 Spark (``load_training_set``).
@@ -96,17 +96,17 @@ def current_version(path: str) -> int:
     return max(versions)
 
 
-def pin_versions(settings: Settings) -> dict[str, int]:
-    """The current versions of the gold features and labels tables: what a training run will read."""
+def pin_versions(settings: Settings, model: str) -> dict[str, int]:
+    """The current versions of ``model``'s features and labels tables: what a training run will read."""
     return {
-        "features": current_version(settings.table_path(*build.GOLD_TABLE)),
-        "labels": current_version(settings.table_path(*labels.LABELS_TABLE)),
+        "features": current_version(settings.model_table_path(model, build.FEATURES_TABLE)),
+        "labels": current_version(settings.model_table_path(model, labels.LABELS_TABLE)),
     }
 
 
 def set_path(settings: Settings, config: ModelConfig, key: str) -> str:
     """Where a training set lives."""
-    return f"{settings.lake_root.rstrip('/')}/training_sets/{config.name}/{key}"
+    return f"{settings.model_root(config.name)}/training_sets/{key}"
 
 
 def assemble(features_df: DataFrame, labels_df: DataFrame, split: Split, config: ModelConfig) -> DataFrame:
@@ -151,7 +151,8 @@ def build_training_set(
     """Write (or reuse) the training set for these versions and window; return its manifest."""
     from pyspark.sql import functions as F
 
-    features_path, labels_path = settings.table_path(*build.GOLD_TABLE), settings.table_path(*labels.LABELS_TABLE)
+    features_path = settings.model_table_path(config.name, build.FEATURES_TABLE)
+    labels_path = settings.model_table_path(config.name, labels.LABELS_TABLE)
     versions = {
         "features": current_version(features_path) if features_version is None else features_version,
         "labels": current_version(labels_path) if labels_version is None else labels_version,

@@ -20,7 +20,7 @@ from jobs.config import DriftConfig
 
 @dataclass(frozen=True)
 class Window:
-    """One monitoring window's outcome (one row of ops/drift_windows)."""
+    """One monitoring window's outcome (one row of models/<model>/drift_windows)."""
 
     as_of_date: date
     drifted_share: float
@@ -35,7 +35,7 @@ class Window:
 
 @dataclass(frozen=True)
 class Alert:
-    """A drift alert already sent (one row of ops/drift_alerts)."""
+    """A drift alert already sent (one row of models/<model>/drift_alerts)."""
 
     as_of_date: date
     episode_id: str

@@ -8,11 +8,11 @@ bounded-size profiles (``jobs.monitoring.statistics``), so a window of millions 
 thousands; the reference's profiles are computed once per champion version and cached. Performance: the scores of
 the as-of date whose labels just matured, against the champion's metric at promotion.
 
-Writes: one row per (date, column) in ``ops/drift_metrics``, one per date in ``ops/drift_windows``, and, when
-``jobs.monitoring.alerts.should_alert`` opens an episode, one in ``ops/drift_alerts`` (all replaceWhere/MERGE on
-the date, so a re-run replaces). The HTML report (``include/reports/drift.html``: the full-data decisions, over
-Evidently 0.7 on a sample) goes to ``reports/drift/<model>/<date>/`` and to MLflow; ``summary.json`` beside it is
-what the DAG's alert task reads.
+Writes, in the model's own folder (``<lake>/models/<model>/``): one row per (date, column) in ``drift_metrics``, one
+per date in ``drift_windows``, and, when ``jobs.monitoring.alerts.should_alert`` opens an episode, one in
+``drift_alerts`` (all replaceWhere/MERGE on the date, so a re-run replaces). The HTML report
+(``include/reports/drift.html``: the full-data decisions, over Evidently 0.7 on a sample) goes to
+``reports/drift/<model>/<date>/`` and to MLflow; ``summary.json`` beside it is what the DAG's alert task reads.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs import cli, reports
 from jobs.config import ModelConfig, load_model_config
-from jobs.features.build import GOLD_TABLE
+from jobs.features.build import FEATURES_TABLE
 from jobs.features.labels import LABELS_TABLE
 from jobs.ml import trainset
 from jobs.ml.metrics import evaluate, gain
@@ -42,9 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-METRICS_TABLE = ("ops", "drift_metrics")
-WINDOWS_TABLE = ("ops", "drift_windows")
-ALERTS_TABLE = ("ops", "drift_alerts")
+# The model's own monitoring tables, under <lake>/models/<model>/.
+METRICS_TABLE = "drift_metrics"
+WINDOWS_TABLE = "drift_windows"
+ALERTS_TABLE = "drift_alerts"
 SCORE = "score"
 EVIDENTLY = "evidently.html"  # Evidently's own page, beside index.html
 
@@ -54,7 +55,7 @@ def scored_version(spark: SparkSession, settings: Settings, config: ModelConfig,
     the model that produced its scores, even if ``@champion`` moved since."""
     from pyspark.sql import functions as F
 
-    path = settings.table_path(*batch.PREDICTIONS_TABLE)
+    path = settings.model_table_path(config.name, batch.PREDICTIONS_TABLE)
     versions = []
     if is_delta_table(spark, path):
         versions = [
@@ -178,13 +179,17 @@ def current_frame(spark: SparkSession, settings: Settings, config: ModelConfig, 
     in_window = (F.col("as_of_date") >= F.lit(first)) & (F.col("as_of_date") <= F.lit(as_of))
     scores = (
         spark.read.format("delta")
-        .load(settings.table_path(*batch.PREDICTIONS_TABLE))
+        .load(settings.model_table_path(config.name, batch.PREDICTIONS_TABLE))
         .where(in_window & (F.col("model") == config.name) & (F.col("model_version") == version))
         .select("customer_id", "as_of_date", SCORE)
     )
     # Only the scored dates of gold (its partitions) are read, not the whole window.
     scored = [r.as_of_date for r in scores.select("as_of_date").distinct().collect()]
-    gold = spark.read.format("delta").load(settings.table_path(*GOLD_TABLE)).where(F.col("as_of_date").isin(scored))
+    gold = (
+        spark.read.format("delta")
+        .load(settings.model_table_path(config.name, FEATURES_TABLE))
+        .where(F.col("as_of_date").isin(scored))
+    )
     return gold.join(scores, ["customer_id", "as_of_date"], "inner")
 
 
@@ -197,13 +202,13 @@ def performance(
     matured = as_of - timedelta(days=config.label.horizon_days)
     scores = (
         spark.read.format("delta")
-        .load(settings.table_path(*batch.PREDICTIONS_TABLE))
+        .load(settings.model_table_path(config.name, batch.PREDICTIONS_TABLE))
         .where((F.col("model") == config.name) & (F.col("as_of_date") == F.lit(matured)))
         .select("customer_id", SCORE, "model_version")
     )
     labels = (
         spark.read.format("delta")
-        .load(settings.table_path(*LABELS_TABLE))
+        .load(settings.model_table_path(config.name, LABELS_TABLE))
         .where(F.col("as_of_date") == F.lit(matured))
         .select("customer_id", "label")
     )
@@ -233,7 +238,7 @@ def _history(spark: SparkSession, settings: Settings, config: ModelConfig, as_of
     from pyspark.sql import functions as F
 
     windows, sent = [], []
-    path = settings.table_path(*WINDOWS_TABLE)
+    path = settings.model_table_path(config.name, WINDOWS_TABLE)
     if is_delta_table(spark, path):
         rows = (
             spark.read.format("delta")
@@ -254,7 +259,7 @@ def _history(spark: SparkSession, settings: Settings, config: ModelConfig, as_of
             )
             for r in rows
         ]
-    path = settings.table_path(*ALERTS_TABLE)
+    path = settings.model_table_path(config.name, ALERTS_TABLE)
     if is_delta_table(spark, path):
         sent = [
             alerts.Alert(r.as_of_date, r.episode_id)
@@ -263,8 +268,10 @@ def _history(spark: SparkSession, settings: Settings, config: ModelConfig, as_of
     return windows, sent
 
 
-def _write(spark: SparkSession, settings: Settings, table: tuple[str, str], rows: list[dict], schema: str, where: str):
-    replace_window(spark.createDataFrame(rows, schema), settings.table_path(*table), where, None)
+def _write(
+    spark: SparkSession, settings: Settings, config: ModelConfig, table: str, rows: list, schema: str, where: str
+):
+    replace_window(spark.createDataFrame(rows, schema), settings.model_table_path(config.name, table), where, None)
 
 
 METRICS_SCHEMA = (
@@ -326,6 +333,7 @@ def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of:
     _write(
         spark,
         settings,
+        config,
         METRICS_TABLE,
         [
             {
@@ -362,7 +370,7 @@ def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of:
         "run_id": run_id,
         "monitored_at": stamp,
     }
-    _write(spark, settings, WINDOWS_TABLE, [window], WINDOWS_SCHEMA, where)
+    _write(spark, settings, config, WINDOWS_TABLE, [window], WINDOWS_SCHEMA, where)
 
     history, sent = _history(spark, settings, config, as_of, version)
     decision = alerts.should_alert(history, sent, config.drift, config.name)
@@ -371,6 +379,7 @@ def monitor(spark: SparkSession, settings: Settings, config: ModelConfig, as_of:
         _write(
             spark,
             settings,
+            config,
             ALERTS_TABLE,
             [
                 {

@@ -3,7 +3,7 @@
 The suites live in ``include/expectations/<dataset>.yaml`` with a severity per expectation. A run validates the
 run's window (landing dates for bronze/volume/silver, as-of dates for gold) through one GX checkpoint per dataset
 on the Spark DataFrames themselves (GX computes the metrics in Spark; nothing is collected to pandas), writes one
-row per expectation to ``ops/data_quality``, builds GX Data Docs plus a ``summary.json`` under
+row per expectation to ``models/<model>/data_quality``, builds GX Data Docs plus a ``summary.json`` under
 ``reports/quality/<model>/<start>_<end>/``, and fails (exit 1) when any critical expectation failed, so the
 tasks downstream of the gate (training, scoring) never see the data.
 """
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 SUITES_DIR = REPO_ROOT / "include" / "expectations"
 DATASETS: tuple[str, ...] = ("bronze", "volume", "silver", "gold")
-QUALITY_TABLE = ("ops", "data_quality")
+QUALITY_TABLE = "data_quality"  # <lake>/models/<model>/data_quality: one row per expectation per gate run
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
@@ -73,7 +73,7 @@ class QualityGateFailed(RuntimeError):
 
 @dataclass
 class Outcome:
-    """The result of one expectation in one run (one row of ops/data_quality)."""
+    """The result of one expectation in one run (one row of models/<model>/data_quality)."""
 
     dataset: str
     expectation: str
@@ -207,8 +207,7 @@ def volume_band(history: list[int], suite: SuiteSpec) -> tuple[float, float] | N
     return float(p.get("band_low", 0.2)) * median, float(p.get("band_high", 5.0)) * median
 
 
-def _read(spark: SparkSession, settings: Settings, table: tuple[str, str], version: int | None = None) -> DataFrame:
-    path = settings.table_path(*table)
+def _read(spark: SparkSession, path: str, version: int | None = None) -> DataFrame:
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
@@ -221,14 +220,20 @@ def _read(spark: SparkSession, settings: Settings, table: tuple[str, str], versi
 
 
 def datasets(
-    spark: SparkSession, settings: Settings, start: date, end: date, suite: SuiteSpec, gold_version: int | None = None
+    spark: SparkSession,
+    settings: Settings,
+    model: str,
+    start: date,
+    end: date,
+    suite: SuiteSpec,
+    gold_version: int | None = None,
 ) -> tuple[dict[str, DataFrame], list[int]]:
-    """The four frames the suites validate for the window (gold at ``gold_version``: the version the gate records
-    as validated), and the trailing daily volumes before it."""
+    """The four frames the suites validate for the window (the model's features at ``gold_version``: the version
+    the gate records as validated), and the trailing daily volumes before it."""
     from pyspark.sql import functions as F
 
     landing = (F.col("landing_date") >= F.lit(start)) & (F.col("landing_date") <= F.lit(end))
-    recon = _read(spark, settings, clean.RECONCILIATION_TABLE)
+    recon = _read(spark, settings.table_path(*clean.RECONCILIATION_TABLE))
     volume = recon.where(landing).select(
         "landing_date",
         "landed",
@@ -248,10 +253,10 @@ def datasets(
         .collect()
     ]
     frames = {
-        "bronze": _read(spark, settings, ingest.BRONZE_TABLE).where(landing),
+        "bronze": _read(spark, settings.table_path(*ingest.BRONZE_TABLE)).where(landing),
         "volume": volume,
-        "silver": _read(spark, settings, clean.SILVER_TABLE).where(landing),
-        "gold": _read(spark, settings, build.GOLD_TABLE, gold_version).where(
+        "silver": _read(spark, settings.table_path(*clean.SILVER_TABLE)).where(landing),
+        "gold": _read(spark, settings.model_table_path(model, build.FEATURES_TABLE), gold_version).where(
             (F.col("as_of_date") >= F.lit(start)) & (F.col("as_of_date") <= F.lit(end))
         ),
     }
@@ -405,8 +410,8 @@ def run_gate(
         raise ValueError(f"end {end} is before start {start}")
     started = time.perf_counter()
     suites = {name: load_suite(name, suites_dir) for name in DATASETS}
-    versions = table_versions(spark, settings)
-    frames, history = datasets(spark, settings, start, end, suites["volume"], versions["features"])
+    versions = table_versions(spark, settings, config.name)
+    frames, history = datasets(spark, settings, config.name, start, end, suites["volume"], versions["features"])
     specs, skipped = plan(suites, config, start, end, history)
     result = GateResult(
         model=config.name, start=start.isoformat(), end=end.isoformat(), run_id=run_id, versions=versions
@@ -444,13 +449,13 @@ def run_gate(
     return result
 
 
-def table_versions(spark: SparkSession, settings: Settings) -> dict[str, int | None]:
-    """The current Delta versions of gold features and labels (None: no such table yet)."""
+def table_versions(spark: SparkSession, settings: Settings, model: str) -> dict[str, int | None]:
+    """The current Delta versions of ``model``'s features and labels (None: no such table yet)."""
     from jobs.spark import delta_history
 
     found: dict[str, int | None] = {}
-    for name, table in (("features", build.GOLD_TABLE), ("labels", labels.LABELS_TABLE)):
-        newest = delta_history(spark, settings.table_path(*table), 1)
+    for name, table in (("features", build.FEATURES_TABLE), ("labels", labels.LABELS_TABLE)):
+        newest = delta_history(spark, settings.model_table_path(model, table), 1)
         found[name] = int(newest[0]["version"]) if newest else None
     return found
 
@@ -460,7 +465,7 @@ def unresolved_failures(spark: SparkSession, settings: Settings, model: str, sta
     their rows are in the lake, so no later window may publish (it would train and score on them unnoticed)."""
     from pyspark.sql import functions as F
 
-    path = settings.table_path(*QUALITY_TABLE)
+    path = settings.model_table_path(model, QUALITY_TABLE)
     if not is_delta_table(spark, path):
         return []
     runs = (
@@ -507,7 +512,7 @@ def validated_versions(settings: Settings, model: str) -> dict[str, int | None]:
 
 
 def _persist(spark: SparkSession, settings: Settings, result: GateResult) -> int:
-    """Replace this model's rows for the window in ops/data_quality (one row per expectation)."""
+    """Replace the window's rows in the model's data_quality table (one row per expectation)."""
     schema = (
         "model string, window_start date, window_end date, run_id string, dataset string, expectation string, "
         "column string, severity string, success boolean, observed string, expected string, "
@@ -539,7 +544,7 @@ def _persist(spark: SparkSession, settings: Settings, result: GateResult) -> int
     ]
     frame = spark.createDataFrame(rows, schema)
     where = f"model = '{result.model}' AND window_start = '{result.start}' AND window_end = '{result.end}'"
-    return replace_window(frame, settings.table_path(*QUALITY_TABLE), where, None)
+    return replace_window(frame, settings.model_table_path(result.model, QUALITY_TABLE), where, None)
 
 
 def describe(result: GateResult) -> str:

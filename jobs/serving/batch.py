@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs import cli
 from jobs.config import ModelConfig, feature_columns, load_model_config
-from jobs.features.build import GOLD_TABLE
+from jobs.features.build import FEATURES_TABLE
 from jobs.ml.registry import resolve_champion
 from jobs.settings import Settings
 from jobs.spark import replace_window, run_job, to_pandas
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS_TABLE = ("gold", "predictions")
+PREDICTIONS_TABLE = "predictions"  # <lake>/models/<model>/predictions
 
 
 def score(features_df: DataFrame, model_uri: str, columns: list[str], driver_max_rows: int = 0) -> DataFrame:
@@ -104,10 +104,14 @@ def run_inference(
     champion = resolve_champion(settings, config.name)
     log.info("scoring %s as of %s with %s (run %s)", config.name, as_of, champion["uri"], champion["run_id"])
     columns = model_columns(champion["uri"], config)
-    gold = spark.read.format("delta").load(settings.table_path(*GOLD_TABLE)).where(F.col("as_of_date") == F.lit(as_of))
+    gold = (
+        spark.read.format("delta")
+        .load(settings.model_table_path(config.name, FEATURES_TABLE))
+        .where(F.col("as_of_date") == F.lit(as_of))
+    )
     frame = predictions(gold, config, champion, columns, run_id, settings.score_driver_max_rows)
     where = f"model = '{config.name}' AND as_of_date = '{as_of.isoformat()}'"
-    written = replace_window(frame, settings.table_path(*PREDICTIONS_TABLE), where, "as_of_date")
+    written = replace_window(frame, settings.model_table_path(config.name, PREDICTIONS_TABLE), where, "as_of_date")
     if written == 0:
         raise ValueError(f"no gold features for {config.name} as of {as_of}: run the feature pipeline for that date")
     log.info("%s as of %s: %d customers scored by version %d", config.name, as_of, written, champion["version"])

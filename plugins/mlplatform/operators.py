@@ -284,7 +284,7 @@ class PromotionOperator(SparkJobOperator):
     A manual promotion that the gates refused, a request that cannot be carried out (no such version, no reason),
     or a recorded decision that could not be applied (the champion was moved outside it) is final at once: asking
     again gives the same answer. A crash is retried, and the retry carries out the decision the first try recorded
-    in ops/model_decisions (it never decides anew). Returns the decision's outline for XCom.
+    in models/<model>/decisions (it never decides anew). Returns the decision's outline for XCom.
     """
 
     template_fields = (*SparkSubmitOperator.template_fields, "decision_path")

@@ -16,7 +16,7 @@ def features_asset(model: str) -> Any:
     """The Airflow Asset a model's gold features publish (training is scheduled on it)."""
     from airflow.sdk import Asset
 
-    return Asset(name=f"{model}.customer_features", uri=f"{ASSET_SCHEME}://gold/customer_features/{model}")
+    return Asset(name=f"{model}.features", uri=f"{ASSET_SCHEME}://models/{model}/features")
 
 
 def spark_job(task_id: str, module: str, args: list[str], operator: Any = None, **kwargs: Any) -> Any:

@@ -38,7 +38,7 @@ def lake(spark, module_settings):
     settings = module_settings
     harness.synthetic_silver(spark, settings, 20_000, 500, {}, days=DAYS)
     build.build_features(spark, settings, CONFIG, START, END, "spark-backfill")
-    gold = settings.table_path(*build.GOLD_TABLE)
+    gold = settings.model_table_path(CONFIG.name, build.FEATURES_TABLE)
 
     def gold_files(first, last):
         return harness.delta_files(spark, gold, F.col("as_of_date").between(F.lit(first), F.lit(last)))

@@ -129,7 +129,7 @@ def test_training_job_reads_its_set_and_delta_versions_from_s3(monkeypatch, s3) 
     versions = {"features": 3, "labels": 5}
     key = trainset.set_key(config, versions, None, None)
     path = trainset.set_path(settings, config, key)
-    assert path.startswith("s3a://mlplatform-lake/lake/training_sets/")
+    assert path.startswith("s3a://mlplatform-lake/lake/models/")
     manifest = {"key": key, "rows": {s: 2 for s in trainset.SPLITS}, "feature_columns": columns}
     _write_set_as_spark_does(s3, path.removeprefix("s3a://"), manifest, frames)
 

@@ -9,6 +9,8 @@ from jobs.features import build
 from jobs.lake import clean, ingest
 from jobs.sources import cdnow
 
+MODEL = "purchase_propensity"
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -45,13 +47,14 @@ def test_backfill_then_nightly_run_end_to_end(airflow_db, spark, settings) -> No
     read = lambda table: spark.read.format("delta").load(settings.table_path(*table))  # noqa: E731
     assert read(ingest.BRONZE_TABLE).count() == landed
     assert read(clean.SILVER_TABLE).count() == landed  # CDNOW has no bad lines
-    features = read(build.GOLD_TABLE)
+    model = lambda name: spark.read.format("delta").load(settings.model_table_path(MODEL, name))  # noqa: E731
+    features = model(build.FEATURES_TABLE)
     per_day = {r.as_of_date: r["count"] for r in features.groupBy("as_of_date").count().collect()}
     seen = {d: frame[frame.order_date <= d].customer_id.nunique() for d in per_day}
     assert per_day == seen and sorted(per_day) == [date(1997, 1, d) for d in (1, 2, 3, 4)]
     assert features.select("customer_id", "as_of_date").distinct().count() == features.count()
     ops = {r.landing_date: r.run_id for r in read(clean.RECONCILIATION_TABLE).collect()}
-    quality = read(("ops", "data_quality"))
+    quality = model("data_quality")
     assert quality.where("NOT success").count() == 0
     assert {r.run_id for r in quality.select("run_id").distinct().collect()} == {backfill.run_id, nightly.run_id}
     assert ops[date(1997, 1, 4)] == nightly.run_id and ops[date(1997, 1, 1)] == backfill.run_id

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from jobs.config import load_model_config
-from jobs.features.build import GOLD_TABLE
+from jobs.features.build import FEATURES_TABLE
 from jobs.features.labels import LABELS_TABLE
 from jobs.ml import registry
 from jobs.serving import batch
@@ -57,9 +57,11 @@ def drifting_lake(spark, settings, tmp_path, monkeypatch):
         frame["tenure_days"] += 400
         nights.append(frame)
     gold = pd.concat(nights, ignore_index=True)
-    spark.createDataFrame(gold.drop(columns="label")).write.format("delta").save(settings.table_path(*GOLD_TABLE))
+    spark.createDataFrame(gold.drop(columns="label")).write.format("delta").save(
+        settings.model_table_path(MODEL, FEATURES_TABLE)
+    )
     spark.createDataFrame(gold[["customer_id", "as_of_date", "label"]]).write.format("delta").save(
-        settings.table_path(*LABELS_TABLE)
+        settings.model_table_path(MODEL, LABELS_TABLE)
     )
     return settings, version
 
@@ -77,7 +79,7 @@ def test_a_drift_episode_mails_once_and_starts_retraining_with_its_reason(
     assert first.state == DagRunState.SUCCESS
     states = {ti.task_id: ti.state for ti in first.get_task_instances()}
     assert all(state == TaskInstanceState.SUCCESS for state in states.values()), states
-    scored = spark.read.format("delta").load(settings.table_path(*batch.PREDICTIONS_TABLE))
+    scored = spark.read.format("delta").load(settings.model_table_path(MODEL, batch.PREDICTIONS_TABLE))
     assert scored.count() == 1500 and {r.model_version for r in scored.select("model_version").collect()} == {version}
 
     (mail,) = smtp_server.messages

@@ -130,8 +130,8 @@ def test_features_on_standalone_cluster_equal_local_mode(spark, settings: Settin
     assert rc == 0, f"spark-submit on {master} exited {rc} after {elapsed:.0f}s:\n{_tail(submit_log)}"
     assert app_dirs(cluster_logs), f"no executor ran on the standalone worker (nothing under {cluster_logs})"
 
-    local_gold = spark.read.format("delta").load(settings.table_path(*build.GOLD_TABLE))
-    cluster_gold = spark.read.format("delta").load(f"{cluster_lake}/{'/'.join(build.GOLD_TABLE)}")
+    local_gold = spark.read.format("delta").load(settings.model_table_path(MODEL, build.FEATURES_TABLE))
+    cluster_gold = spark.read.format("delta").load(f"{cluster_lake}/models/{MODEL}/{build.FEATURES_TABLE}")
     assert {r["feature_run_id"] for r in cluster_gold.select("feature_run_id").distinct().collect()} == {"cluster"}
     assert local_gold.columns == cluster_gold.columns
     local_count, cluster_count, mismatched = _diff(local_gold, cluster_gold, ignore=("feature_run_id",))

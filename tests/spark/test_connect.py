@@ -142,8 +142,8 @@ def test_a_cdnow_backfill_and_night_through_connect_give_the_lake_a_classic_sess
 
     sums = {}
     for name, lake in lakes.items():
-        read = lambda table: spark.read.format("delta").load(lake.table_path(*table))  # noqa: E731, B023
-        tables = (ingest.BRONZE_TABLE, clean.SILVER_TABLE, build.GOLD_TABLE)
-        sums[name] = {"/".join(table): _checksum(read(table)) for table in tables}
+        paths = {"/".join(t): lake.table_path(*t) for t in (ingest.BRONZE_TABLE, clean.SILVER_TABLE)}
+        paths[build.FEATURES_TABLE] = lake.model_table_path(model, build.FEATURES_TABLE)
+        sums[name] = {table: _checksum(spark.read.format("delta").load(path)) for table, path in paths.items()}
     assert sums["connect"] == sums["classic"]
     assert all(rows > 0 for rows, _ in sums["classic"].values())

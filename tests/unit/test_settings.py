@@ -25,7 +25,8 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLP_ALERT_RECIPIENTS", "a@x.org, b@x.org")
     monkeypatch.setenv("MLP_TRAINING_BACKEND", "kubernetes")
     settings = load()
-    assert settings.table_path("gold", "customer_features") == "s3a://lake/gold/customer_features"
+    assert settings.table_path("silver", "transactions") == "s3a://lake/silver/transactions"
+    assert settings.model_table_path("m1", "features") == "s3a://lake/models/m1/features"
     assert settings.spark_master == "spark://10.0.0.5:7077"
     assert settings.alert_recipients == ("a@x.org", "b@x.org")
     assert settings.training_backend == "kubernetes"

@@ -43,7 +43,7 @@ def _write_silver(frame, settings, mode="overwrite") -> None:
 
 
 def _gold(spark, settings):
-    return spark.read.format("delta").load(settings.table_path(*build.GOLD_TABLE))
+    return spark.read.format("delta").load(settings.model_table_path(CONFIG.name, build.FEATURES_TABLE))
 
 
 def _rows(frame, drop=("feature_run_id",)) -> dict:

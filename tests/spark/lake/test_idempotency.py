@@ -20,6 +20,7 @@ from jobs.features import build, labels
 from jobs.lake import clean, ingest
 from jobs.sources import generate as gen
 
+MODEL = "purchase_propensity"
 START = date(1997, 1, 1)
 DAYS = 100
 LOGICAL = START + timedelta(days=95)  # late enough that the 90-day label horizon has matured for some as-of dates
@@ -28,8 +29,8 @@ TABLES = {
     "silver": (clean.SILVER_TABLE, ("transaction_id",)),
     "quarantine": (clean.QUARANTINE_TABLE, ("landing_date", "source_file", "raw_line")),
     "reconciliation": (clean.RECONCILIATION_TABLE, ("landing_date",)),
-    "features": (build.GOLD_TABLE, ("customer_id", "as_of_date")),
-    "labels": (labels.LABELS_TABLE, ("customer_id", "as_of_date")),
+    "features": (("models", MODEL, build.FEATURES_TABLE), ("customer_id", "as_of_date")),
+    "labels": (("models", MODEL, labels.LABELS_TABLE), ("customer_id", "as_of_date")),
 }
 
 
@@ -57,14 +58,18 @@ def _checksum(spark, path: str) -> tuple[int, int]:
     return int(row[0]), int(row[1] or 0)
 
 
+def _path(settings, table: tuple[str, ...]) -> str:
+    return f"{settings.lake_root}/{'/'.join(table)}"
+
+
 def _state(spark, settings) -> dict[str, tuple[int, int]]:
-    return {name: _checksum(spark, settings.table_path(*table)) for name, (table, _) in TABLES.items()}
+    return {name: _checksum(spark, _path(settings, table)) for name, (table, _) in TABLES.items()}
 
 
 def _duplicate_keys(spark, settings) -> dict[str, int]:
     out = {}
     for name, (table, key) in TABLES.items():
-        frame = spark.read.format("delta").load(settings.table_path(*table))
+        frame = spark.read.format("delta").load(_path(settings, table))
         if name == "bronze":  # bronze keeps every landed line, repeats included; its key adds the line's position
             continue
         out[name] = frame.count() - frame.select(*key).distinct().count()
@@ -103,7 +108,7 @@ def test_killed_job_leaves_no_partial_data_and_a_rerun_completes(spark, settings
     config = load_model_config("purchase_propensity")
     end = START + timedelta(days=DAYS - 1)
     _run_all(spark, settings, config, START, end, "first")
-    gold = Path(settings.table_path(*build.GOLD_TABLE))
+    gold = Path(settings.model_table_path(MODEL, build.FEATURES_TABLE))
     committed = _checksum(spark, str(gold))
     version = DeltaTable.forPath(spark, str(gold)).history(1).first()["version"]
     files_before = set(gold.rglob("*.parquet"))

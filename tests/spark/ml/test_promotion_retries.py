@@ -145,7 +145,7 @@ def test_the_audit_is_append_only_one_row_per_phase_and_survives_optimize_and_va
     ]
     assert rows[-1]["action"] == "rejected" and json.loads(rows[-1]["decision_json"])["decision_id"]
 
-    table = DeltaTable.forPath(spark, audit.path(settings))
+    table = DeltaTable.forPath(spark, audit.path(settings, config.name))
     assert table.detail().first()["properties"]["delta.appendOnly"] == "true"
     with pytest.raises(Exception, match="DELTA_CANNOT_MODIFY_APPEND_ONLY"):
         table.delete("action = 'rejected'")

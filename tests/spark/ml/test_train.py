@@ -61,14 +61,14 @@ def lake(spark, small_config, module_settings):
 
 
 def test_same_pinned_versions_give_the_same_rows_and_checksum(spark, lake, small_config) -> None:
-    versions = trainset.pin_versions(lake)
+    versions = trainset.pin_versions(lake, small_config.name)
     first = trainset.build_training_set(spark, lake, small_config, None, None, versions["features"], versions["labels"])
     assert all(first["rows"][name] > 0 for name in trainset.SPLITS)
     assert first["positives"]["train"] > 0
 
     # Rebuild from scratch at the same versions after the tables moved on: identical rows and checksum.
     build.build_features(spark, lake, small_config, START, START + timedelta(days=DAYS - 1), "moved-on")
-    assert trainset.pin_versions(lake)["features"] > versions["features"]
+    assert trainset.pin_versions(lake, small_config.name)["features"] > versions["features"]
     shutil.rmtree(first["path"])
     again = trainset.build_training_set(spark, lake, small_config, None, None, versions["features"], versions["labels"])
     assert (again["key"], again["rows"], again["checksum"]) == (first["key"], first["rows"], first["checksum"])
@@ -85,7 +85,7 @@ def test_same_pinned_versions_give_the_same_rows_and_checksum(spark, lake, small
 def test_training_registers_the_better_family_as_challenger(spark, lake, small_config) -> None:
     from mlflow import MlflowClient
 
-    versions = trainset.pin_versions(lake)
+    versions = trainset.pin_versions(lake, small_config.name)
     trainset.build_training_set(spark, lake, small_config, None, None, versions["features"], versions["labels"])
     summary = train.run_training(lake, small_config, versions, ("xgboost", "pytorch"), "dag-run-1", "test")
 

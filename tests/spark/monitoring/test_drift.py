@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobs.config import load_model_config
-from jobs.features.build import GOLD_TABLE
+from jobs.features.build import FEATURES_TABLE
 from jobs.features.labels import LABELS_TABLE
 from jobs.ml import registry
 from jobs.monitoring import drift
@@ -52,9 +52,11 @@ def monitored(spark, settings):
     import pandas as pd
 
     gold = pd.concat(nights, ignore_index=True)
-    spark.createDataFrame(gold.drop(columns="label")).write.format("delta").save(settings.table_path(*GOLD_TABLE))
+    spark.createDataFrame(gold.drop(columns="label")).write.format("delta").save(
+        settings.model_table_path(config.name, FEATURES_TABLE)
+    )
     spark.createDataFrame(gold[["customer_id", "as_of_date", "label"]]).write.format("delta").save(
-        settings.table_path(*LABELS_TABLE)
+        settings.model_table_path(config.name, LABELS_TABLE)
     )
     return settings, config, version
 
@@ -90,7 +92,7 @@ def test_stable_nights_stay_quiet_and_persistent_drift_opens_one_episode(spark, 
     assert 0.5 < perf["metrics"]["roc_auc"] <= 1.0
     assert perf["at_promotion"] == 0.85 and perf["drop"] == pytest.approx(0.85 - perf["metrics"]["roc_auc"])
 
-    read = lambda table: spark.read.format("delta").load(settings.table_path(*table))  # noqa: E731
+    read = lambda table: spark.read.format("delta").load(settings.model_table_path(config.name, table))  # noqa: E731
     assert read(drift.METRICS_TABLE).count() == 4 * (len(STRONG) + 1)
     # The champion's reference is profiled and sampled for the report once, not every night.
     import mlflow

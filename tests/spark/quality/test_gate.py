@@ -330,7 +330,7 @@ def test_gate_passes_on_clean_cdnow_days_and_records_every_expectation(spark, se
 
     result = gate.run_gate(spark, settings, config, night, night, "nightly")
     assert result.passed and result.warnings == [] and result.skipped == [], gate.describe(result)
-    ops = spark.read.format("delta").load(settings.table_path(*gate.QUALITY_TABLE))
+    ops = spark.read.format("delta").load(settings.model_table_path(config.name, gate.QUALITY_TABLE))
     assert ops.count() == len(result.outcomes) > 80
     assert ops.where("NOT success").count() == 0
     summary = json.loads(Path(result.summary_path).read_text())
@@ -341,7 +341,7 @@ def test_gate_passes_on_clean_cdnow_days_and_records_every_expectation(spark, se
     gate.run_gate(spark, settings, config, night, night, "nightly")
     backfill = gate.run_gate(spark, settings, config, first, night, "backfill")
     assert backfill.passed, gate.describe(backfill)
-    ops = spark.read.format("delta").load(settings.table_path(*gate.QUALITY_TABLE))
+    ops = spark.read.format("delta").load(settings.model_table_path(config.name, gate.QUALITY_TABLE))
     assert ops.count() == len(result.outcomes) + len(backfill.outcomes)
 
 
@@ -392,7 +392,7 @@ def test_only_versions_that_passed_the_gate_are_published_and_a_failed_window_bl
 
     # The next night's features land with a broken row: its gate fails, and its versions are never published.
     _stages(spark, settings, config, bad_night, bad_night)
-    gold = DeltaTable.forPath(spark, settings.table_path(*build.GOLD_TABLE))
+    gold = DeltaTable.forPath(spark, settings.model_table_path(config.name, build.FEATURES_TABLE))
     (victim,) = gold.toDF().where(f"as_of_date = '{bad_night}'").limit(1).collect()
     gold.update(
         f"as_of_date = '{bad_night}' AND customer_id = {victim.customer_id}", {"recency_days": "tenure_days + 5"}

@@ -9,11 +9,12 @@ from datetime import date
 import pytest
 
 from jobs.config import load_model_config
-from jobs.features.build import GOLD_TABLE
+from jobs.features.build import FEATURES_TABLE
 from jobs.ml import registry
 from jobs.serving import batch
 from tests.registry_helpers import STRONG, WEAK, register, synthetic_frame
 
+MODEL = "purchase_propensity"
 DAYS = (date(1998, 1, 1), date(1998, 1, 2))
 
 
@@ -22,10 +23,10 @@ def lake(spark, settings):
     """Gold features for two as-of dates and a registry with a champion (v1) and another version (v2)."""
     import mlflow
 
-    config = load_model_config("purchase_propensity")
+    config = load_model_config(MODEL)
     gold = synthetic_frame(1200, 3, DAYS[0]).drop(columns="label")
     gold["as_of_date"] = [DAYS[i % 2] for i in range(len(gold))]
-    spark.createDataFrame(gold).write.format("delta").save(settings.table_path(*GOLD_TABLE))
+    spark.createDataFrame(gold).write.format("delta").save(settings.model_table_path(config.name, FEATURES_TABLE))
     train = synthetic_frame(3000, 1, date(1997, 3, 1))
     first, second = register(config, train, STRONG), register(config, train, WEAK)
     mlflow.MlflowClient().set_registered_model_alias(config.name, registry.CHAMPION, str(first))
@@ -33,7 +34,7 @@ def lake(spark, settings):
 
 
 def _predictions(spark, settings):
-    return spark.read.format("delta").load(settings.table_path(*batch.PREDICTIONS_TABLE))
+    return spark.read.format("delta").load(settings.model_table_path(MODEL, batch.PREDICTIONS_TABLE))
 
 
 def _score_sums(spark, settings) -> dict:
@@ -85,7 +86,11 @@ def test_driver_scoring_of_a_small_date_gives_spark_udfs_scores(spark, lake) -> 
     settings, config, first, _ = lake
     uri = f"models:/{config.name}/{first}"
     columns = batch.model_columns(uri, config)
-    gold = spark.read.format("delta").load(settings.table_path(*GOLD_TABLE)).where(F.col("as_of_date") == DAYS[0])
+    gold = (
+        spark.read.format("delta")
+        .load(settings.model_table_path(config.name, FEATURES_TABLE))
+        .where(F.col("as_of_date") == DAYS[0])
+    )
     frame = gold.select("customer_id", "as_of_date", *columns)
 
     def plan(scored) -> str:
@@ -117,7 +122,7 @@ def test_spark_udf_scores_through_a_spark_connect_client_equal_the_drivers(spark
     settings, config, first, _ = lake
     uri = f"models:/{config.name}/{first}"
     columns = batch.model_columns(uri, config)
-    path = settings.table_path(*GOLD_TABLE)
+    path = settings.model_table_path(config.name, FEATURES_TABLE)
     client = textwrap.dedent(
         f"""
         import json

@@ -11,7 +11,7 @@ def test_the_summary_fails_without_one_mail_per_episode_or_an_audited_retraining
     replay = demo.Replay(episodes=["m/1998-05-27"], mails=[], retrain_ids=["drift__1998-05-27"], audited={})
     assert replay.problems() == [
         "1 drift episodes but 0 alert e-mails",
-        "retraining runs without an audited promotion decision in ops/model_decisions: ['drift__1998-05-27']",
+        "retraining runs without an audited promotion decision in models/<model>/decisions: ['drift__1998-05-27']",
     ]
     kept = demo.Replay(
         episodes=["m/1998-05-27"],
