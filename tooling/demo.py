@@ -268,6 +268,12 @@ def _demo(args: argparse.Namespace, settings, ports) -> int:
     config = load_model_config(MODEL)
     started = time.monotonic()
     timings: dict[str, float] = {}
+    from jobs.lake import layout
+    from jobs.spark import legacy_tables
+
+    if legacy_tables(settings):  # a .platform from before the folder per model: keep its history, in the new place
+        for old, new in layout.migrate(settings, MODEL):
+            log.info("moved %s -> %s (a folder per model)", old, new)
     backfill_end = args.end - timedelta(days=1)
     # The platform "goes live" 90 days before the end of the data: its first model can only learn from labels that
     # had matured by then; the nights after it are scored, monitored and, when the cohort has drifted, retrained.
